@@ -1,0 +1,149 @@
+"""The one LightningModule base every algorithm extends: it owns the backbone, the
+optimizer and schedule, EMA, the counter-based randomness and the metrics; a subclass
+implements only `loss`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn as nn
+
+from src.algos.randomness import StepRandomness, derive_seed, make_generator
+from src.optim.ema import EMA
+from src.optim.param_groups import param_groups
+from src.optim.schedules import lr_lambda
+
+
+@dataclass
+class LossOutput:
+    """What `Algo.loss` returns.
+
+    Attributes:
+        loss: scalar to back-propagate (the training objective, e.g. low-variance form).
+        nll_sum: float64 sum of the per-token NLL / NELBO over the batch (true bound).
+        n_tokens: float64 number of tokens `nll_sum` covers.
+    """
+
+    loss: torch.Tensor
+    nll_sum: torch.Tensor
+    n_tokens: torch.Tensor
+
+
+class Algo(L.LightningModule):
+    """Base class of AR, MDLM, ... Subclasses implement `loss(batch, rng)`."""
+
+    default_sampler: str = ""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        name: str,
+        vocab_size: int,
+        mask_id: int,
+        eos_id: int,
+        optim: dict[str, Any],
+        lr_scheduler: dict[str, Any],
+        ema: float = 0.0,
+        seed: int = 0,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.name, self.vocab_size, self.mask_id, self.eos_id = name, vocab_size, mask_id, eos_id
+        self.optim_cfg, self.sched_cfg = dict(optim), dict(lr_scheduler)
+        self.seed = seed
+        self.ema = EMA(backbone, ema) if ema > 0 else None
+        self.micro_step = 0  # training micro-batches consumed; drives all training noise
+        # torch.compile on the inner module only (compiling the LightningModule breaks self.log).
+        self._net = torch.compile(backbone) if compile else backbone
+        self._val_nll = self._val_tokens = None
+
+    def net(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """The (possibly compiled) backbone's forward."""
+        return self._net(*args, **kwargs)
+
+    def loss(self, batch: dict[str, torch.Tensor], rng: StepRandomness) -> LossOutput:
+        raise NotImplementedError
+
+    # ---- randomness ----------------------------------------------------------------
+    def _train_randomness(self, batch_size: int) -> StepRandomness:
+        accum = self.trainer.accumulate_grad_batches
+        world, rank = self.trainer.world_size, self.global_rank
+        step, micro = divmod(self.micro_step, accum)
+        # One u per optimizer step, identical on every rank: t is stratified over the global batch.
+        u = derive_seed(self.seed, "u", step) / 2.0**63
+        g = make_generator(self.device, self.seed, "train", self.micro_step, rank)
+        return StepRandomness(g, u, (micro * world + rank) * batch_size, accum * world * batch_size)
+
+    # ---- training ------------------------------------------------------------------
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        # Dropout draws from the global RNG: seed it from the counter so resume is exact.
+        torch.manual_seed(derive_seed(self.seed, "dropout", self.micro_step, self.global_rank))
+        out = self.loss(batch, self._train_randomness(batch["input_ids"].shape[0]))
+        self.log("train/loss", out.loss.detach(), prog_bar=True)
+        self.log("train/nll", (out.nll_sum / out.n_tokens).float())
+        return out.loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.micro_step += 1
+        if self.ema is not None and self.micro_step % self.trainer.accumulate_grad_batches == 0:
+            self.ema.update(self.backbone)
+
+    # ---- validation: token-weighted float64 sums over all batches and ranks ----------
+    def on_validation_epoch_start(self) -> None:
+        self._val_nll = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._val_tokens = torch.zeros((), dtype=torch.float64, device=self.device)
+        if self.ema is not None:
+            self.ema.swap_in(self.backbone)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        rng = StepRandomness.for_eval(self.device, self.seed, self.global_rank, batch_idx)
+        out = self.loss(batch, rng)
+        self._val_nll += out.nll_sum.double()
+        self._val_tokens += out.n_tokens.double()
+
+    def on_validation_epoch_end(self) -> None:
+        if self.ema is not None:
+            self.ema.swap_out(self.backbone)
+        nll_sum = self.trainer.strategy.reduce(self._val_nll, reduce_op="sum")
+        tokens = self.trainer.strategy.reduce(self._val_tokens, reduce_op="sum")
+        metrics = nll_metrics(float(nll_sum), float(tokens))
+        for key, value in metrics.items():
+            self.log(f"val/{key}", value, prog_bar=key == "ppl", sync_dist=False)
+
+    # ---- optimizer -----------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        cfg = self.optim_cfg
+        groups = param_groups(self.backbone, cfg["weight_decay"], cfg.get("decay_norm_bias_embed", False))
+        opt = torch.optim.AdamW(
+            groups, lr=cfg["lr"], betas=tuple(cfg["betas"]), eps=cfg["eps"],
+            fused=self.device.type == "cuda",
+        )
+        sched_kwargs = {k: v for k, v in self.sched_cfg.items() if k != "name"}
+        fn = lr_lambda(self.sched_cfg["name"], max_steps=self.trainer.max_steps, **sched_kwargs)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, fn)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ---- checkpoint extras -----------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["algo_state"] = {
+            "micro_step": self.micro_step,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("algo_state", {})
+        self.micro_step = state.get("micro_step", 0)
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+
+
+def nll_metrics(nll_sum: float, n_tokens: float) -> dict[str, float]:
+    """nll (nats/token), bpd = nll / ln 2, ppl = exp(nll) from token-weighted sums."""
+    nll = nll_sum / max(n_tokens, 1.0)
+    return {"nll": nll, "bpd": nll / math.log(2), "ppl": math.exp(min(nll, 700.0))}

@@ -1,0 +1,98 @@
+"""Attention backend, chosen once per process and logged.
+
+Order of preference: flash-attn (only when importable *and* running on CUDA),
+else PyTorch SDPA. `math` is a plain softmax(QK^T)V reference used by the
+parity tests and for debugging. Override with `model.attn_backend=sdpa|flash|math`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "flash", "sdpa", "math")
+_chosen: dict[tuple[str, str], str] = {}
+
+
+def flash_available() -> bool:
+    """flash-attn is an optional GPU extra; never required."""
+    return torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
+
+
+def resolve_backend(requested: str, device_type: str) -> str:
+    """Map a requested backend to the one that will run on `device_type`, logging it once."""
+    if requested not in BACKENDS:
+        raise ValueError(f"unknown attention backend {requested!r}: use one of {BACKENDS}")
+    key = (requested, device_type)
+    if key not in _chosen:
+        if requested == "auto":
+            chosen = "flash" if device_type == "cuda" and flash_available() else "sdpa"
+        elif requested == "flash" and not (device_type == "cuda" and flash_available()):
+            raise RuntimeError(
+                "attn_backend=flash needs CUDA and the flash-attn package "
+                "(pip install flash-attn); use model.attn_backend=sdpa instead"
+            )
+        else:
+            chosen = requested
+        log.info("attention backend: %s (requested %s, device %s)", chosen, requested, device_type)
+        _chosen[key] = chosen
+    return _chosen[key]
+
+
+def _math_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, mask: torch.Tensor | None
+) -> torch.Tensor:
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, H, Lq, Lk)
+    if causal:
+        lq, lk = q.shape[-2], k.shape[-2]
+        # Queries are the last lq positions of the lk keys (KV-cache decoding).
+        allowed = torch.ones(lq, lk, dtype=torch.bool, device=q.device).tril(lk - lq)
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores.float(), dim=-1).to(v.dtype) @ v
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    causal: bool,
+    backend: str,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Scaled dot-product attention.
+
+    Args:
+        q: (B, H, Lq, Dh); k, v: (B, H, Lk, Dh). With causal=True and Lq < Lk the
+            queries are the last Lq positions (KV-cache decoding).
+        causal: lower-triangular mask aligned to the bottom-right.
+        backend: a resolved backend name ("flash", "sdpa", "math").
+        mask: optional bool mask broadcastable to (B, H, Lq, Lk), True = attend.
+
+    Returns:
+        (B, H, Lq, Dh)
+    """
+    if backend == "math":
+        return _math_attention(q, k, v, causal, mask)
+    if backend == "flash" and mask is None:
+        from flash_attn import flash_attn_func  # optional GPU extra
+
+        out = flash_attn_func(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=causal
+        )  # flash-attn aligns causal masks bottom-right, like our cache decoding
+        return out.transpose(1, 2)
+    lq, lk = q.shape[-2], k.shape[-2]
+    if causal and (lq != lk or mask is not None):
+        # SDPA's is_causal is top-left aligned; build the bottom-right mask explicitly.
+        allowed = torch.ones(lq, lk, dtype=torch.bool, device=q.device).tril(lk - lq)
+        mask = allowed if mask is None else mask & allowed
+        causal = False
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)

@@ -1,0 +1,118 @@
+"""The shared DiT/GPT backbone. It knows nothing about algorithms or configs."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from src.models.attention import resolve_backend
+from src.models.kv_cache import KVCache
+from src.models.layers import DiTBlock, FinalLayer, TimestepEmbedder, rotary_tables
+
+
+class DiT(nn.Module):
+    """Diffusion transformer (adaLN-Zero, rotary, untied embeddings) with a causal/GPT mode.
+
+    With `adaln=True` the parameter count is
+    P = 2 V d + V + n (12 d^2 + 781 d) + 259 d + 49408 at cond_dim 128 (ALGORITHMS.md);
+    AR keeps these layers by default so its size matches the diffusion models,
+    `adaln=False` gives a plain GPT block.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        dim: int,
+        n_blocks: int,
+        n_heads: int,
+        cond_dim: int = 128,
+        max_seq_len: int = 2048,
+        dropout: float = 0.0,
+        adaln: bool = True,
+        attn_backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.vocab_size, self.dim, self.n_blocks, self.n_heads = vocab_size, dim, n_blocks, n_heads
+        self.max_seq_len = max_seq_len
+        self.attn_backend = attn_backend
+        cond = cond_dim if adaln else None
+        self.embed = nn.Parameter(torch.empty(vocab_size, dim))
+        nn.init.kaiming_uniform_(self.embed, a=math.sqrt(5))
+        self.sigma_embed = TimestepEmbedder(cond_dim) if adaln else None
+        self.blocks = nn.ModuleList(
+            DiTBlock(dim, n_heads, cond, dropout) for _ in range(n_blocks)
+        )
+        self.final = FinalLayer(dim, vocab_size, cond)
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    def new_kv_cache(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None) -> KVCache:
+        return KVCache(
+            self.n_blocks, batch_size, self.n_heads, self.head_dim, max_len,
+            device=self.embed.device, dtype=dtype or self.embed.dtype,
+        )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor | None = None,
+        *,
+        causal: bool = False,
+        positions: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        commit: bool = True,
+    ) -> torch.Tensor:
+        """Logits for every position.
+
+        Args:
+            x: (B, L) token ids, or (B, L, V) probabilities (soft one-hots, DUO curriculum).
+            sigma: (B,) noise level fed to the time embedding; None means 0.
+            causal: causal attention (AR); with a KV cache the new tokens attend to the cache.
+            positions: (L,) or (B, L) rotary positions; default 0..L-1 (offset by the cache).
+            attn_mask: optional bool (B, 1|H, L, L_total) mask, True = attend (custom orders).
+            kv_cache: cache to read and extend; `commit=False` reads without keeping the new KVs.
+
+        Returns:
+            (B, L, V) logits (float32 unless run under autocast).
+        """
+        b, length = x.shape[:2]
+        start = kv_cache.length if kv_cache is not None else 0
+        if start + length > self.max_seq_len:
+            raise ValueError(
+                f"sequence of {start + length} tokens exceeds the model's max_seq_len "
+                f"{self.max_seq_len}: lower data.seq_len or raise model.max_seq_len"
+            )
+        h = x @ self.embed if x.is_floating_point() else F.embedding(x, self.embed)  # (B, L, D)
+        c = None
+        if self.sigma_embed is not None:
+            if sigma is None:
+                sigma = torch.zeros(b, device=h.device)
+            c = F.silu(self.sigma_embed(sigma))  # (B, cond_dim)
+        if positions is None:
+            positions = torch.arange(start, start + length, device=h.device)
+        rope = rotary_tables(positions, self.head_dim)
+        backend = resolve_backend(self.attn_backend, h.device.type)
+        for i, block in enumerate(self.blocks):
+            h = block(
+                h, c, rope, causal=causal, backend=backend, mask=attn_mask,
+                kv_cache=kv_cache, layer=i,
+            )
+        if kv_cache is not None and commit:
+            kv_cache.commit()
+        return self.final(h, c)
+
+
+def count_params(model: nn.Module) -> dict[str, int]:
+    """Total and non-embedding parameters (non-embedding excludes the input embedding
+    and the output head, the Kaplan et al. 2020 convention)."""
+    total = sum(p.numel() for p in model.parameters())
+    embedding = 0
+    if isinstance(model, DiT):
+        embedding = model.embed.numel() + sum(p.numel() for p in model.final.linear.parameters())
+    return {"params": total, "non_embedding_params": total - embedding}
