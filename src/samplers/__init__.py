@@ -1,0 +1,28 @@
+"""Samplers for AR and masked-diffusion language models (float64 Gumbel-max throughout)."""
+
+from src.samplers.ancestral import MDLMAncestral
+from src.samplers.ar import ARSampler
+from src.samplers.base import Sampler
+from src.samplers.categorical import (
+    apply_temperature,
+    gumbel_from_uniform,
+    gumbel_noise,
+    sample_categorical,
+    top_p_filter,
+    uniform64,
+)
+from src.samplers.factory import SAMPLERS, build_sampler
+
+__all__ = [
+    "SAMPLERS",
+    "ARSampler",
+    "MDLMAncestral",
+    "Sampler",
+    "apply_temperature",
+    "build_sampler",
+    "gumbel_from_uniform",
+    "gumbel_noise",
+    "sample_categorical",
+    "top_p_filter",
+    "uniform64",
+]
