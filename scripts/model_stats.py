@@ -1,0 +1,147 @@
+"""Parameter counts, FLOPs per token and FLOP-budget step counts of one backbone size.
+
+    python scripts/model_stats.py model=113M [vocab_size=32001] [seq_len=2048]
+        [global_batch_size=256] [flops_budget=6e18] [algo=mdlm] [alpha0=1.0] ...
+
+Prints one JSON object. Parameters are exact: the real `DiT` is instantiated on the
+`meta` device (no memory) and counted. FLOPs come from `src.models.flops` for every
+convention; with a budget, `max_steps` per convention from `src.scaling.budget`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from src.models.dit import DiT, count_params  # noqa: E402
+from src.models.flops import ALGO_KWARGS, CONVENTIONS, flops_per_token  # noqa: E402
+from src.scaling.budget import steps_for_budget  # noqa: E402
+
+MODEL_DIR = ROOT / "configs" / "model"
+DEFAULTS = {"vocab_size": 32001, "seq_len": 2048, "global_batch_size": 256, "flops_budget": None,
+            "algo": "mdlm"}
+ALGO_OPTIONS = sorted({k for opts in ALGO_KWARGS.values() for k in opts})
+
+
+class UsageError(Exception):
+    """A bad command line; reported as one line on stderr."""
+
+
+def _size_key(name: str) -> tuple[float, str]:
+    try:
+        return float(name.rstrip("M")), name
+    except ValueError:
+        return float("inf"), name
+
+
+def available_sizes() -> list[str]:
+    names = (p.stem for p in MODEL_DIR.glob("*.yaml") if not p.stem.startswith("_"))
+    return sorted(names, key=_size_key)
+
+
+def _compose(path: Path) -> DictConfig:
+    """Merge a config file over its `defaults` (Hydra's order: defaults first, then _self_)."""
+    own = OmegaConf.to_container(OmegaConf.load(path))
+    merged = OmegaConf.create()
+    for base in own.pop("defaults", []):  # type: ignore[union-attr]
+        if base != "_self_":
+            merged = OmegaConf.merge(merged, _compose(path.parent / f"{base}.yaml"))
+    return OmegaConf.merge(merged, own)  # type: ignore[return-value]
+
+
+def load_model_config(size: str) -> DictConfig:
+    """configs/model/<size>.yaml composed with `_dit.yaml`, as `model=<size>` gives in Hydra."""
+    path = MODEL_DIR / f"{size}.yaml"
+    if size.startswith("_") or not path.is_file():
+        raise UsageError(
+            f"unknown model {size!r}: available sizes are {', '.join(available_sizes())}"
+        )
+    return _compose(path)
+
+
+def _value(text: str) -> object:
+    """A key=value override's value: int, float (6e18), true/false, null, else the string."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    return None if lowered in ("null", "none") else text
+
+
+def parse_args(argv: list[str]) -> dict[str, object]:
+    """Hydra-style key=value arguments; unknown keys are a usage error."""
+    args: dict[str, object] = dict(DEFAULTS)
+    algo_kwargs: dict[str, object] = {}
+    for item in argv:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"arguments are key=value, got {item!r}")
+        if key in ALGO_OPTIONS:
+            algo_kwargs[key] = _value(text)
+        elif key in DEFAULTS or key == "model":
+            args[key] = text if key in ("model", "algo") else _value(text)
+        else:
+            raise UsageError(
+                f"unknown argument {key!r}: use model, {', '.join(DEFAULTS)}, "
+                f"{', '.join(ALGO_OPTIONS)}"
+            )
+    if "model" not in args:
+        raise UsageError(
+            f"model=<size> is required: available sizes are {', '.join(available_sizes())}"
+        )
+    args["algo_kwargs"] = algo_kwargs
+    return args
+
+
+def model_stats(args: dict[str, object]) -> dict[str, object]:
+    """The JSON-ready statistics of `args` (see module docstring)."""
+    cfg = load_model_config(str(args["model"]))
+    vocab, seq_len = int(args["vocab_size"]), int(args["seq_len"])  # type: ignore[arg-type]
+    batch = int(args["global_batch_size"])  # type: ignore[arg-type]
+    with torch.device("meta"):
+        model = DiT(vocab, cfg.dim, cfg.n_blocks, cfg.n_heads, cond_dim=cfg.cond_dim,
+                    max_seq_len=cfg.max_seq_len, adaln=cfg.adaln)
+    shape = dict(dim=cfg.dim, n_blocks=cfg.n_blocks, n_heads=cfg.n_heads, vocab_size=vocab,
+                 seq_len=seq_len, algo=str(args["algo"]), cond_dim=cfg.cond_dim, adaln=cfg.adaln)
+    fpt = {c: flops_per_token(convention=c, **shape, **args["algo_kwargs"]) for c in CONVENTIONS}
+    out: dict[str, object] = {
+        "model": cfg.name, "dim": cfg.dim, "n_blocks": cfg.n_blocks, "n_heads": cfg.n_heads,
+        "adaln": cfg.adaln, "vocab_size": vocab, "seq_len": seq_len, "global_batch_size": batch,
+        "algo": args["algo"], **args["algo_kwargs"], **count_params(model), "flops_per_token": fpt,
+    }
+    if args["flops_budget"] is not None:
+        budget = float(args["flops_budget"])
+        out["flops_budget"] = budget
+        steps = {}
+        for convention, value in fpt.items():
+            try:
+                steps[convention] = steps_for_budget(budget, value, batch, seq_len)
+            except ValueError as err:
+                raise ValueError(f"convention {convention!r}: {err}") from None
+        out["max_steps"] = steps
+    return out
+
+
+def main(argv: list[str]) -> int:
+    try:
+        print(json.dumps(model_stats(parse_args(argv))))
+    except (UsageError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
