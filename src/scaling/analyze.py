@@ -1,0 +1,154 @@
+"""Run every scaling-law fit on each group of a run table, turning 'cannot fit' into reasons."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from src.scaling.bootstrap import BootstrapCI, bootstrap_parametric
+from src.scaling.data_constrained import (
+    DataConstrainedFit,
+    fit_data_constrained,
+    unique_and_repeats,
+)
+from src.scaling.isoflop import IsoFlopFit, fit_isoflop
+from src.scaling.parametric import ParametricFit, fit_parametric
+from src.scaling.table import FitError, prepare_table, split_groups
+from src.scaling.threads import single_blas_thread
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Skipped:
+    """A fit that could not be made.
+
+    Attributes:
+        reason: Why, in a few words.
+    """
+
+    reason: str
+
+
+@dataclass
+class ParametricResult:
+    """Approach-3 fit plus its bootstrap intervals.
+
+    Attributes:
+        fit: Point estimate.
+        ci: Bootstrap intervals (None when n_boot is 0).
+        rows: Which rows were used: ``all`` or ``single-epoch``.
+    """
+
+    fit: ParametricFit
+    ci: BootstrapCI | None
+    rows: str
+
+
+@dataclass
+class GroupResult:
+    """All fits of one group.
+
+    Attributes:
+        name: Group name (``all`` without a group column).
+        table: The group's prepared rows (N, D, L, C, budget, ...).
+        isoflop: Approach-2 fit (its ``reason`` is set when the laws are missing).
+        parametric: Approach-3 fit or why it was skipped.
+        data_constrained: Repetition fit or why it was skipped.
+    """
+
+    name: str
+    table: pd.DataFrame
+    isoflop: IsoFlopFit
+    parametric: ParametricResult | Skipped
+    data_constrained: DataConstrainedFit | Skipped
+
+
+def single_epoch_mask(df: pd.DataFrame) -> np.ndarray:
+    """Rows trained on fresh data (at most one epoch); all rows without ``unique_tokens``.
+
+    The compute-optimal laws assume fresh data, so repeated-data runs are left
+    to the data-constrained fit (Muennighoff et al. 2023).
+
+    Args:
+        df: Prepared table.
+
+    Returns:
+        Boolean mask over rows.
+    """
+    if "unique_tokens" not in df.columns:
+        return np.ones(len(df), dtype=bool)
+    return unique_and_repeats(df)[1] == 0
+
+
+def analyze_group(
+    name: str, df: pd.DataFrame, *, n_boot: int = 200, seed: int = 0,
+    allow_unbracketed: bool = False,
+) -> GroupResult:
+    """Fit IsoFLOP, parametric and (when applicable) data-constrained laws to one group.
+
+    Args:
+        name: Group name.
+        df: Prepared rows of the group.
+        n_boot: Bootstrap replicates (0 disables intervals).
+        seed: Bootstrap seed.
+        allow_unbracketed: Use IsoFLOP minima extrapolated beyond the sampled N.
+
+    Returns:
+        The group's results; fits that cannot be made carry a :class:`Skipped` reason.
+    """
+    fresh_mask = single_epoch_mask(df)
+    fresh = df.loc[fresh_mask].reset_index(drop=True)
+    rows = "all" if fresh_mask.all() else "single-epoch"
+    isoflop = fit_isoflop(fresh, allow_unbracketed=allow_unbracketed)
+    if isoflop.reason:
+        log.warning("group %s: IsoFLOP laws skipped: %s", name, isoflop.reason)
+    parametric: ParametricResult | Skipped
+    try:
+        fit = fit_parametric(fresh["N"], fresh["D"], fresh["L"])
+        ci = None
+        if n_boot > 0:
+            ci = bootstrap_parametric(fresh["N"], fresh["D"], fresh["L"], fit,
+                                      n_boot=n_boot, seed=seed)
+        parametric = ParametricResult(fit, ci, rows)
+    except FitError as err:
+        log.warning("group %s: parametric fit skipped: %s", name, err)
+        parametric = Skipped(str(err))
+    data_constrained: DataConstrainedFit | Skipped
+    try:
+        data_constrained = fit_data_constrained(df, n_boot=n_boot, seed=seed)
+    except FitError as err:
+        data_constrained = Skipped(str(err))
+    return GroupResult(name, df, isoflop, parametric, data_constrained)
+
+
+def analyze(
+    df: pd.DataFrame, *, group_col: str | None = None, params_col: str = "params",
+    n_boot: int = 200, seed: int = 0, allow_unbracketed: bool = False,
+) -> list[GroupResult]:
+    """Prepare a raw run table and fit every group separately.
+
+    Args:
+        df: Raw table (CSV or collected runs) with params, tokens, loss.
+        group_col: Column whose values define groups (e.g. ``algo``); None = one group.
+        params_col: Column used as N (``params`` or ``non_embedding_params``).
+        n_boot: Bootstrap replicates.
+        seed: Bootstrap seed.
+        allow_unbracketed: Use IsoFLOP minima extrapolated beyond the sampled N.
+
+    Returns:
+        One :class:`GroupResult` per group, sorted by name.
+
+    Raises:
+        MissingColumnsError: If a required column (or ``group_col``) is missing.
+    """
+    prepared = prepare_table(df, params_col=params_col)
+    with single_blas_thread():
+        return [
+            analyze_group(name, rows, n_boot=n_boot, seed=seed,
+                          allow_unbracketed=allow_unbracketed)
+            for name, rows in split_groups(prepared, group_col).items()
+        ]

@@ -1,0 +1,219 @@
+"""PNG figures for the scaling-law fits (one figure per file).
+
+Uses matplotlib's object API with the Agg canvas, so importing this module
+never changes the global pyplot backend.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from src.scaling.analyze import GroupResult, ParametricResult, single_epoch_mask
+from src.scaling.isoflop import IsoFlopFit
+from src.scaling.parametric import ParametricFit
+
+LOSS_LABEL = "Validation loss (nats/token)"
+
+
+def slug(name: str) -> str:
+    """File-name-safe version of a group name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "group"
+
+
+def _new_figure(width: float = 7.0) -> Figure:
+    fig = Figure(figsize=(width, 5.0), dpi=120)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def plot_isoflop(fit: IsoFlopFit, path: Path, group: str) -> Path:
+    """(a) Loss vs N per budget with the fitted parabolas and their minima.
+
+    Args:
+        fit: IsoFLOP fit of one group.
+        path: Output PNG.
+        group: Group name for the title.
+
+    Returns:
+        ``path``.
+    """
+    fig = _new_figure(width=9.0)
+    ax = fig.add_subplot()
+    logc = np.log10([b.budget for b in fit.budgets]) if fit.budgets else np.zeros(1)
+    span = max(np.ptp(logc), 1e-9)
+    cmap = colormaps["viridis"]
+    for b, lc in zip(fit.budgets, logc):
+        color = cmap(0.9 * (lc - logc.min()) / span)
+        ax.scatter(b.params, b.losses, color=color, s=18, label=f"C = {b.budget:.2g} FLOPs")
+        if b.coeffs is not None:
+            x = np.linspace(np.log(b.params.min()) - 0.2, np.log(b.params.max()) + 0.2, 200)
+            style = "-" if b.status == "ok" else ":"
+            ax.plot(np.exp(x), np.polyval(b.coeffs, x), style, color=color, lw=1.2)
+        if b.n_opt is not None:
+            face = color if b.status == "ok" else "none"
+            ax.scatter([b.n_opt], [b.loss_opt], marker="*", s=160, facecolor=face,
+                       edgecolor="black", zorder=5)
+    ax.scatter([], [], marker="*", s=120, color="white", edgecolor="black",
+               label="parabola minimum (hollow: extrapolated)")
+    ax.set_xscale("log")
+    ax.set_xlabel("Parameters N")
+    ax.set_ylabel(LOSS_LABEL)
+    ax.set_title(f"IsoFLOP profiles ({group})")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # keep curves clear
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_optimal(fit: IsoFlopFit, param: ParametricFit | None, path: Path, group: str) -> Path:
+    """(b) N_opt(C) and D_opt(C), log-log, with the fitted power laws.
+
+    Args:
+        fit: IsoFLOP fit (minima and laws).
+        param: Parametric fit whose implied allocation is drawn dashed, or None.
+        path: Output PNG.
+        group: Group name for the title.
+
+    Returns:
+        ``path``.
+    """
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    used = fit.used()
+    budgets = [b.budget for b in used]
+    c = np.logspace(np.log10(min(budgets)) - 0.3, np.log10(max(budgets)) + 0.3, 100)
+    for name, attr, law, color in (
+        ("N_opt", "n_opt", fit.n_opt_law, "tab:blue"),
+        ("D_opt", "d_opt", fit.d_opt_law, "tab:orange"),
+    ):
+        ax.scatter([b.budget for b in used], [getattr(b, attr) for b in used], color=color,
+                   zorder=3, label=f"{name} (IsoFLOP minima)")
+        if law is not None:
+            ax.plot(c, law(c), "-", color=color, label=f"IsoFLOP fit: {law.formula(name)}")
+        if param is not None and np.isfinite(param.G):
+            # N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b (Chinchilla eq. 4) as k C^exp.
+            k = param.G * 6.0**-param.a if attr == "n_opt" else 6.0**-param.b / param.G
+            exp = param.a if attr == "n_opt" else param.b
+            ax.plot(c, getattr(param, attr)(c), "--", color=color,
+                    label=f"parametric: {name} = {k:.3g} C^{exp:.3f}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("Compute C (FLOPs)")
+    ax.set_ylabel("N_opt (parameters), D_opt (tokens)")
+    ax.set_title(f"Compute-optimal allocation ({group})")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(fig, path)
+
+
+def lower_envelope(compute: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pareto frontier: runs no cheaper run beats, i.e. the running minimum of loss.
+
+    Args:
+        compute: Compute per run.
+        loss: Loss per run.
+
+    Returns:
+        (compute, loss) of the frontier runs, sorted by compute.
+    """
+    order = np.lexsort((loss, compute))
+    c, l = np.asarray(compute)[order], np.asarray(loss)[order]
+    keep = l < np.minimum.accumulate(np.concatenate([[np.inf], l[:-1]]))
+    return c[keep], l[keep]
+
+
+def plot_loss_vs_compute(results: list[GroupResult], path: Path) -> Path:
+    """(c) Loss vs compute per group: every run plus its lower envelope.
+
+    Args:
+        results: All groups.
+        path: Output PNG.
+
+    Returns:
+        ``path``.
+    """
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    colors = colormaps["tab10"]
+    for i, r in enumerate(results):
+        color = colors(i % 10)
+        c, l = r.table["C"].to_numpy(), r.table["L"].to_numpy()
+        ax.scatter(c, l, s=12, alpha=0.5, color=color, label=f"{r.name} runs")
+        fc, fl = lower_envelope(c, l)
+        ax.step(fc, fl, where="post", color=color, lw=1.8, label=f"{r.name} frontier")
+    ax.set_xscale("log")
+    ax.set_xlabel("Compute C (FLOPs)")
+    ax.set_ylabel(LOSS_LABEL)
+    ax.set_title("Loss vs compute (lower envelope = Pareto frontier)")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_parametric(res: ParametricResult, r: GroupResult, path: Path) -> Path:
+    """(d) Parametric fit quality: predicted vs observed loss, coloured by N.
+
+    Args:
+        res: Parametric result of the group.
+        r: The group (for its rows).
+        path: Output PNG.
+
+    Returns:
+        ``path``.
+    """
+    fit = res.fit
+    rows = r.table if res.rows == "all" else r.table.loc[single_epoch_mask(r.table)]
+    observed = rows["L"].to_numpy()
+    predicted = fit.predict(rows["N"].to_numpy(), rows["D"].to_numpy())
+    rmse = float(np.sqrt(np.mean((np.log(predicted) - np.log(observed)) ** 2)))
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    sc = ax.scatter(observed, predicted, c=np.log10(rows["N"]), cmap="viridis", s=18)
+    fig.colorbar(sc, ax=ax, label="log10 N (parameters)")
+    lims = [min(observed.min(), predicted.min()), max(observed.max(), predicted.max())]
+    ax.plot(lims, lims, "k--", lw=1, label="y = x")
+    ax.plot([], [], " ", label=(f"E={fit.E:.4g}, A={fit.A:.4g}, B={fit.B:.4g}\n"
+                               f"alpha={fit.alpha:.3f}, beta={fit.beta:.3f}\n"
+                               f"RMSE(ln L) = {rmse:.4f}"))
+    ax.set_xlabel(f"Observed {LOSS_LABEL.lower()}")
+    ax.set_ylabel(f"Predicted {LOSS_LABEL.lower()}")
+    ax.set_title(f"Parametric fit L = E + A/N^alpha + B/D^beta ({r.name})")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(True, alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_all(results: list[GroupResult], out_dir: str | Path) -> list[Path]:
+    """Write every figure for every group into ``out_dir``.
+
+    Args:
+        results: Output of :func:`src.scaling.analyze.analyze`.
+        out_dir: Folder for the PNGs (created).
+
+    Returns:
+        Paths of the written PNGs.
+    """
+    out = Path(out_dir)
+    paths = [plot_loss_vs_compute(results, out / "loss_vs_compute.png")]
+    for r in results:
+        name = slug(r.name)
+        param = r.parametric.fit if isinstance(r.parametric, ParametricResult) else None
+        if r.isoflop.budgets:
+            paths.append(plot_isoflop(r.isoflop, out / f"isoflop_{name}.png", r.name))
+        if r.isoflop.used():  # nothing to draw on log axes without a usable minimum
+            paths.append(plot_optimal(r.isoflop, param, out / f"optimal_{name}.png", r.name))
+        if isinstance(r.parametric, ParametricResult):
+            paths.append(plot_parametric(r.parametric, r, out / f"parametric_{name}.png"))
+    return paths

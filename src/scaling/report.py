@@ -1,0 +1,176 @@
+"""Turn fit results into a JSON-ready dict and a readable text summary."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from src.scaling.analyze import GroupResult, ParametricResult, Skipped
+from src.scaling.data_constrained import DataConstrainedFit
+from src.scaling.isoflop import BudgetFit, IsoFlopFit, PowerLaw
+from src.scaling.parametric import ParametricFit
+from src.scaling.published import PUBLISHED_LAWS
+
+
+def _num(x: Any) -> float | None:
+    # JSON has no NaN/inf: report them as null.
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def law_dict(law: PowerLaw | None, name: str) -> dict[str, Any] | None:
+    """JSON form of a power law y = k C^exponent."""
+    if law is None:
+        return None
+    return {"coefficient": _num(law.coefficient), "exponent": _num(law.exponent),
+            "n_budgets": law.n_points, "r2": _num(law.r2), "formula": law.formula(name)}
+
+
+def _budget_dict(b: BudgetFit) -> dict[str, Any]:
+    return {
+        "C": _num(b.budget), "n_runs": int(b.params.size),
+        "n_distinct_N": b.n_distinct_params, "status": b.status, "reason": b.reason,
+        "N_opt": _num(b.n_opt), "D_opt": _num(b.d_opt), "loss_opt": _num(b.loss_opt),
+        "parabola_ln_N": None if b.coeffs is None else [_num(c) for c in b.coeffs],
+    }
+
+
+def isoflop_dict(fit: IsoFlopFit) -> dict[str, Any]:
+    """JSON form of an IsoFLOP fit."""
+    return {
+        "status": "skipped" if fit.reason else "ok", "reason": fit.reason,
+        "budgets": [_budget_dict(b) for b in fit.budgets],
+        "N_opt_law": law_dict(fit.n_opt_law, "N_opt"),
+        "D_opt_law": law_dict(fit.d_opt_law, "D_opt"),
+    }
+
+
+def law_params(fit: ParametricFit) -> dict[str, Any]:
+    """Parameters of L = E + A/N^alpha + B/D^beta and its compute-optimal allocation.
+
+    ``N_opt_law``/``D_opt_law`` restate N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b
+    (Chinchilla eq. 4) as k C^a, comparable with the IsoFLOP laws.
+    """
+    out = {k: _num(getattr(fit, k)) for k in ("E", "A", "B", "alpha", "beta", "G", "a", "b")}
+    out["N_opt_law"] = law_dict(PowerLaw(fit.G * 6.0**-fit.a, fit.a, 0, math.nan), "N_opt")
+    out["D_opt_law"] = law_dict(PowerLaw(6.0**-fit.b / fit.G, fit.b, 0, math.nan), "D_opt")
+    for law in (out["N_opt_law"], out["D_opt_law"]):
+        del law["n_budgets"], law["r2"]
+    return out
+
+
+def parametric_dict(res: ParametricResult | Skipped) -> dict[str, Any]:
+    """JSON form of an approach-3 fit (or its skip reason)."""
+    if isinstance(res, Skipped):
+        return {"status": "skipped", "reason": res.reason}
+    out: dict[str, Any] = {"status": "ok", "reason": None, "rows": res.rows,
+                           "n_points": res.fit.n_points, **law_params(res.fit),
+                           "objective": _num(res.fit.objective), "ci": None}
+    if res.ci is not None:
+        out["ci"] = {"level": res.ci.level, "n_boot": res.ci.n_boot, "n_ok": res.ci.n_ok,
+                     **{k: [_num(v) for v in iv] for k, iv in res.ci.intervals.items()}}
+    return out
+
+
+def data_constrained_dict(res: DataConstrainedFit | Skipped) -> dict[str, Any]:
+    """JSON form of the repetition fit (or its skip reason)."""
+    if isinstance(res, Skipped):
+        return {"status": "skipped", "reason": res.reason}
+    return {
+        "status": "ok", "reason": None, "mode": res.mode, "R_star": _num(res.r_star),
+        "R_star_ci": None if res.r_star_ci is None else [_num(v) for v in res.r_star_ci],
+        "n_points": res.n_points, "n_repeated": res.n_repeated,
+        "objective": _num(res.objective), "base": law_params(res.base),
+    }
+
+
+def to_dict(results: list[GroupResult], **meta: Any) -> dict[str, Any]:
+    """Whole report: ``meta`` (source, options), per-group fits, published laws."""
+    return {
+        **meta,
+        "groups": {
+            r.name: {
+                "n_rows": len(r.table),
+                "isoflop": isoflop_dict(r.isoflop),
+                "parametric": parametric_dict(r.parametric),
+                "data_constrained": data_constrained_dict(r.data_constrained),
+            }
+            for r in results
+        },
+        "published": {name: law_params(law) for name, law in PUBLISHED_LAWS.items()},
+    }
+
+
+def _fmt_ci(ci: dict[str, Any] | None, key: str) -> str:
+    if not ci or ci.get(key) is None or None in ci[key]:
+        return ""
+    lo, hi = ci[key]
+    return f" [{lo:.4g}, {hi:.4g}]"
+
+
+def _isoflop_lines(iso: dict[str, Any]) -> list[str]:
+    lines = []
+    for b in iso["budgets"]:
+        where = f" N_opt {b['N_opt']:.3g}, D_opt {b['D_opt']:.3g}" if b["N_opt"] else ""
+        note = f" ({b['reason']})" if b["reason"] else ""
+        lines.append(f"  IsoFLOP C={b['C']:.3g}: {b['n_runs']} runs, {b['status']}{where}{note}")
+    if iso["status"] == "ok":
+        lines.append(f"  IsoFLOP laws: {iso['N_opt_law']['formula']}, "
+                     f"{iso['D_opt_law']['formula']}")
+    else:
+        lines.append(f"  IsoFLOP laws skipped: {iso['reason']}")
+    return lines
+
+
+def _parametric_lines(p: dict[str, Any]) -> list[str]:
+    if p["status"] != "ok":
+        return [f"  Parametric fit skipped: {p['reason']}"]
+    ci = p["ci"]
+    level = f" ({100 * ci['level']:.0f}% CI, {ci['n_ok']} boot)" if ci else ""
+    lines = [f"  Parametric L = E + A/N^alpha + B/D^beta{level}, rows: {p['rows']}"]
+    for k in ("E", "A", "B", "alpha", "beta", "G", "a", "b"):
+        value = "undefined" if p[k] is None else f"{p[k]:.4g}{_fmt_ci(ci, k)}"
+        lines.append(f"    {k:>5} = {value}")
+    lines.append(f"    implied {p['N_opt_law']['formula']}, {p['D_opt_law']['formula']}")
+    return lines
+
+
+def _data_constrained_lines(dc: dict[str, Any]) -> list[str]:
+    if dc["status"] != "ok":
+        return [f"  Data-constrained fit skipped: {dc['reason']}"]
+    ci = _fmt_ci({"R_star": dc["R_star_ci"]}, "R_star")
+    base = dc["base"]
+    return [f"  Data-constrained ({dc['mode']}): R* = {dc['R_star']:.4g}{ci}; base law "
+            f"E {base['E']:.4g}, A {base['A']:.4g}, B {base['B']:.4g}, "
+            f"alpha {base['alpha']:.4g}, beta {base['beta']:.4g}"]
+
+
+def summary_text(report: dict[str, Any]) -> str:
+    """Readable multi-line summary of :func:`to_dict`'s output."""
+    lines = []
+    for name, g in report["groups"].items():
+        lines.append(f"== group {name} ({g['n_rows']} runs)")
+        lines += _isoflop_lines(g["isoflop"])
+        lines += _parametric_lines(g["parametric"])
+        lines += _data_constrained_lines(g["data_constrained"])
+    pub = ", ".join(f"{n}: alpha {v['alpha']:.3g} beta {v['beta']:.3g} a {v['a']:.3f}"
+                    for n, v in report["published"].items())
+    lines.append(f"published: {pub}")
+    return "\n".join(lines)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Recursively convert numpy scalars and non-finite floats for ``json.dumps``."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return _num(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj

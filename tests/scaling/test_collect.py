@@ -1,0 +1,92 @@
+"""Collecting result.json files into a table, and reading/validating CSVs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from src.scaling.collect import collect_runs, flatten
+from src.scaling.table import MissingColumnsError, load_table, prepare_table
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _write(path: Path, record) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "result.json").write_text(json.dumps(record))
+
+
+@pytest.fixture()
+def run_tree(tmp_path: Path) -> Path:
+    base = {"algo": "mdlm", "model": "6M", "params": 6e6, "non_embedding_params": 5e6,
+            "steps": 100, "val_ppl": 20.0, "wall_time_s": 10.0, "tokens_per_s": 1e5}
+    _write(tmp_path / "mdlm/6M/f1e15/s1", {**base, "tokens": 2e7, "val_nll": 3.1, "seed": 1})
+    _write(tmp_path / "mdlm/6M/f1e15/s0", {**base, "tokens": 2e7, "val_nll": 3.0, "seed": 0,
+                                           "extra": {"gen_ppl": 50.0}})
+    _write(tmp_path / "ar/6M/f1e15/s0", {**base, "algo": "ar", "tokens": 2e7, "val_nll": 2.9,
+                                         "loss": 2.95, "flops": 1e15, "run_dir": "/old/ar"})
+    (tmp_path / "ar/6M/f1e15/s0/checkpoints").mkdir()
+    # Started, not finished: src/train.py writes config.yaml, then checkpoints/.
+    (tmp_path / "ar/19M/f1e15/s0").mkdir(parents=True)
+    (tmp_path / "ar/19M/f1e15/s0/config.yaml").write_text("seed: 0\n")
+    (tmp_path / "ar/34M/f1e15/s0/checkpoints").mkdir(parents=True)
+    (tmp_path / "ar/34M/f1e15/s0/checkpoints/last.ckpt").write_bytes(b"x")
+    (tmp_path / "ar/34M/f1e15/s0/wandb/files").mkdir(parents=True)
+    (tmp_path / "ar/34M/f1e15/s0/wandb/files/config.yaml").write_text("{}\n")
+    # Hydra's job folders under <log_dir>/.hydra are not runs.
+    (tmp_path / ".hydra/2026-01-01/00-00-00/.hydra").mkdir(parents=True)
+    (tmp_path / ".hydra/2026-01-01/00-00-00/.hydra/config.yaml").write_text("{}\n")
+    return tmp_path
+
+
+def test_flatten_nested():
+    assert flatten({"a": 1, "b": {"c": 2, "d": {"e": 3}}, "f": [1, 2]}) == {
+        "a": 1, "b.c": 2, "b.d.e": 3, "f": "[1, 2]"}
+
+
+def test_collect_runs(run_tree):
+    found = collect_runs(run_tree)
+    table = found.table
+    assert list(table["run_dir"]) == ["ar/6M/f1e15/s0", "mdlm/6M/f1e15/s0", "mdlm/6M/f1e15/s1"]
+    assert list(table["loss"]) == [2.95, 3.0, 3.1]  # explicit loss kept, else val_nll
+    assert table.columns[0] == "run_dir"
+    assert "extra.gen_ppl" in table.columns and "flops" in table.columns
+    assert pd.isna(table.loc[1, "flops"])
+    assert table.loc[0, "recorded_run_dir"] == "/old/ar"
+    assert [p.relative_to(run_tree).as_posix() for p in found.unfinished] == [
+        "ar/19M/f1e15/s0", "ar/34M/f1e15/s0"]
+
+
+def test_collect_script_writes_csv(run_tree, tmp_path):
+    out = tmp_path / "out" / "runs.csv"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts/collect_runs.py"), str(run_tree),
+                           "--out", str(out)], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 unfinished" in proc.stdout
+    csv = pd.read_csv(out)
+    assert len(csv) == 3 and csv["loss"].tolist() == [2.95, 3.0, 3.1]
+    assert list(csv.columns) == list(collect_runs(run_tree).table.columns)
+
+
+def test_missing_column_error_names_missing_and_found(tmp_path):
+    path = tmp_path / "bad.csv"
+    pd.DataFrame({"params": [1.0], "loss": [2.0], "algo": ["ar"]}).to_csv(path, index=False)
+    with pytest.raises(MissingColumnsError) as err:
+        load_table(path)
+    message = str(err.value)
+    assert "missing required column(s) tokens" in message
+    assert "found columns: params, loss, algo" in message
+    assert "\n" not in message
+
+
+def test_prepare_table_compute_and_loss_fallbacks():
+    raw = pd.DataFrame({"params": [1e8, 1e8, 2e8], "tokens": [1e9, 2e9, 0.0],
+                        "val_nll": [3.0, 2.9, 2.8], "flops": [7e17, None, 1e18]})
+    prepared = prepare_table(raw)
+    assert len(prepared) == 2  # zero tokens dropped
+    assert prepared["L"].tolist() == [3.0, 2.9]
+    assert prepared["C"].tolist() == pytest.approx([7e17, 6 * 1e8 * 2e9])  # flops, else 6ND
+    assert prepared["budget"].tolist() == prepared["C"].tolist()
