@@ -1,0 +1,80 @@
+"""Turn a composed config into objects: datamodule, tokenizer, backbone, algo, trainer.
+
+Shared by the train / evaluate / sample entry points, so a checkpoint's stored config
+rebuilds exactly the model that wrote it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch.nn as nn
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from src.algos.base import Algo
+
+def _instantiate(cfg: DictConfig, label: str, **kwargs: Any) -> Any:
+    """Instantiate a config group whose `label` key (model.name, data.tag) only names it."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain.pop(label, None)
+    return instantiate(plain, **kwargs)
+
+
+def build_datamodule(cfg: DictConfig) -> Any:
+    """The LightningDataModule of `cfg.data` (tokenizer built eagerly: the model needs V)."""
+    dm = _instantiate(cfg.data, "tag")
+    dm.build_tokenizer()
+    return dm
+
+
+def build_backbone(cfg: DictConfig, vocab_size: int) -> nn.Module:
+    seq_len, max_len = int(cfg.data.seq_len), int(cfg.model.max_seq_len)
+    if seq_len > max_len:
+        raise ValueError(
+            f"data.seq_len={seq_len} is longer than model {cfg.model.name}'s max_seq_len={max_len}: "
+            f"lower data.seq_len or raise model.max_seq_len"
+        )
+    return _instantiate(cfg.model, "name", vocab_size=vocab_size)
+
+
+def build_algo(cfg: DictConfig, tokenizer: Any, backbone: nn.Module) -> Algo:
+    algo_cfg = OmegaConf.to_container(cfg.algo, resolve=True)
+    return instantiate(
+        algo_cfg,
+        backbone=backbone,
+        vocab_size=tokenizer.vocab_size,
+        mask_id=tokenizer.mask_id,
+        eos_id=tokenizer.eos_id,
+        optim=OmegaConf.to_container(cfg.optim, resolve=True),
+        lr_scheduler=OmegaConf.to_container(cfg.lr_scheduler, resolve=True),
+        ema=float(cfg.training.ema),
+        seed=int(cfg.seed),
+        compile=bool(cfg.training.compile),
+    )
+
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    return [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+
+
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    return [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+
+
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callback], max_steps: int
+) -> L.Trainer:
+    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    return L.Trainer(
+        **trainer_kwargs,
+        default_root_dir=str(run_dir),
+        logger=build_loggers(cfg) or False,
+        callbacks=build_callbacks(cfg) + extra_callbacks,
+        max_steps=max_steps,
+        check_val_every_n_epoch=None,
+        limit_val_batches=cfg.training.val_max_batches,
+        use_distributed_sampler=False,  # our samplers shard by rank themselves (exact, no padding)
+    )

@@ -1,0 +1,62 @@
+"""Rebuild a trained algo from a checkpoint alone (its stored run config + weights)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from src.algos.base import Algo
+from src.builders import build_algo, build_backbone, build_datamodule
+
+
+@dataclass
+class LoadedRun:
+    cfg: DictConfig
+    algo: Algo
+    datamodule: Any
+    checkpoint_path: Path
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run directory (then its checkpoints/last.ckpt)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "checkpoints" / "last.ckpt"
+    if not p.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint at {p}: pass ckpt=<run_dir> or ckpt=<run_dir>/checkpoints/<file>.ckpt"
+        )
+    return p
+
+
+def load_run(
+    path: str | Path, *, data: DictConfig | None = None, device: str | torch.device = "cpu",
+    use_ema: bool = True,
+) -> LoadedRun:
+    """Load the algo (EMA weights swapped in when it has them) and a datamodule.
+
+    Args:
+        path: checkpoint file or run directory.
+        data: optional data config to evaluate on instead of the training data; the
+            checkpoint's tokenizer is kept (a model only understands its own ids).
+    """
+    ckpt_path = resolve_checkpoint(path)
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    if "run_config" not in ckpt:
+        raise ValueError(f"{ckpt_path} has no run_config: it was not written by src.train")
+    cfg = OmegaConf.create(ckpt["run_config"])
+    if data is not None:
+        new = OmegaConf.merge(data, {"tokenizer": cfg.data.tokenizer, "cache_dir": cfg.data.cache_dir})
+        cfg.data = new
+    dm = build_datamodule(cfg)
+    tok = dm.tokenizer
+    algo = build_algo(cfg, tok, build_backbone(cfg, tok.vocab_size))
+    algo.load_state_dict(ckpt["state_dict"])
+    algo.on_load_checkpoint(ckpt)
+    if use_ema and algo.ema is not None:
+        algo.ema.swap_in(algo.backbone)
+    return LoadedRun(cfg, algo.to(device).eval(), dm, ckpt_path)

@@ -1,0 +1,104 @@
+"""Local ``text``/``json``/``parquet`` files loaded through ``datasets.load_dataset``."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from src.data.corpus import Corpus, carve, check_field, normalize_split
+
+EXTENSIONS = {
+    "text": (".txt",),
+    "json": (".json", ".jsonl", ".json.gz", ".jsonl.gz"),
+    "parquet": (".parquet",),
+}
+
+
+def require_path(source: str, path: Any) -> None:
+    """Raises when a file-based source has no path."""
+    if path is None or path == "":
+        raise ValueError(f"data source {source!r} needs a path; set data.path=/path/to/your/files")
+
+
+def resolve_files(spec: Any, builder: str) -> list[str]:
+    """Expands a file, a directory (recursive, by extension), a glob, or a list of those.
+
+    Raises:
+        FileNotFoundError: Nothing matches (message names the path and the fix).
+    """
+    items = [spec] if isinstance(spec, (str, Path)) else list(spec)
+    exts = EXTENSIONS[builder]
+    files: list[str] = []
+    for item in items:
+        p = Path(str(item)).expanduser()
+        if p.is_dir():
+            found = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.name.endswith(exts))
+        elif p.is_file():
+            found = [str(p)]
+        else:
+            found = sorted(f for f in glob.glob(str(p), recursive=True) if Path(f).is_file())
+        if not found:
+            raise FileNotFoundError(
+                f"no {builder} files found at data.path={str(item)!r} "
+                f"(looked for {', '.join(exts)}); "
+                "set data.path to an existing file, directory or glob"
+            )
+        files.extend(str(Path(f).resolve()) for f in found)
+    return files
+
+
+def split_files(path: Any, split: str, builder: str) -> tuple[list[str], bool]:
+    """Files for ``split`` and whether a validation split must be carved from them."""
+    if isinstance(path, Mapping):
+        keyed = {normalize_split(str(k)): v for k, v in path.items()}
+        if split in keyed and (split != "train" or "validation" in keyed):
+            return resolve_files(keyed[split], builder), False
+        if split in ("train", "validation") and "train" in keyed:
+            # Only train files given: carve validation from them, as for a single file set.
+            return resolve_files(keyed["train"], builder), True
+        raise ValueError(
+            f"data.path has splits {sorted(keyed)}, not {split!r}; add a {split}: entry"
+        )
+    if split not in ("train", "validation"):
+        raise ValueError(f"a single file set has splits 'train' and 'validation', not {split!r}")
+    return resolve_files(path, builder), True
+
+
+def files_fingerprint(files: list[str]) -> str:
+    """Path, size and mtime of each file (changes when any file changes)."""
+    parts = []
+    for f in files:
+        st = Path(f).stat()
+        parts.append(f"{f}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
+
+
+def load_local(
+    builder: str,
+    path: Any,
+    split: str,
+    *,
+    text_field: str,
+    cache_dir: str | None,
+    streaming: bool,
+    sample_by: str,
+    fraction: float,
+) -> Corpus:
+    """One split of local files (validation carved when only one file set is given)."""
+    import datasets
+
+    require_path(builder, path)
+    files, must_carve = split_files(path, split, builder)
+    kwargs: dict[str, Any] = {"sample_by": sample_by} if builder == "text" else {}
+    ds = datasets.load_dataset(
+        builder,
+        data_files={"train": files},
+        split="train",
+        cache_dir=cache_dir,
+        streaming=streaming,
+        **kwargs,
+    )
+    check_field(ds, text_field)
+    return Corpus(carve(ds, split, fraction) if must_carve else ds, text_field)

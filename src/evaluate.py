@@ -1,0 +1,61 @@
+"""Perplexity (bound, for diffusion models) of a checkpoint on any dataset.
+
+    python -m src.evaluate ckpt=runs/quickstart/mdlm/1M/shakespeare/steps1500/s0
+    python -m src.evaluate ckpt=<run> data=text_files data.path=my.txt
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig
+
+from src.algos.base import nll_metrics
+from src.checkpoints import load_run
+from src.results import write_json
+from src.utils.resolvers import register_resolvers
+from src.utils.cli import one_line_errors, run_cli
+from src.utils.runtime import setup_torch
+
+log = logging.getLogger(__name__)
+register_resolvers()
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    run = load_run(cfg.ckpt, data=cfg.get("data"))
+    accelerator = "auto" if cfg.device == "auto" else cfg.device
+    trainer = L.Trainer(
+        accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
+        limit_val_batches=cfg.max_batches, enable_progress_bar=True,
+        precision=run.cfg.trainer.precision,
+    )
+    nll_sum = tokens = 0.0
+    for _ in range(int(cfg.repeats)):
+        trainer.validate(run.algo, datamodule=run.datamodule, verbose=False)
+        nll_sum += float(run.algo._val_nll)
+        tokens += float(run.algo._val_tokens)
+    metrics = nll_metrics(nll_sum, tokens)
+    return {
+        "checkpoint": str(run.checkpoint_path), "algo": run.algo.name,
+        "data": str(run.cfg.data.get("tag", run.cfg.data.get("source"))),
+        "tokens": tokens / int(cfg.repeats), **metrics,
+        "is_bound": run.algo.name != "ar",
+    }
+
+
+@hydra.main(config_path="../configs", config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    setup_torch()
+    result = one_line_errors(evaluate)(cfg)
+    if cfg.out:
+        write_json(Path(cfg.out), result)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,105 @@
+"""Generate samples from a checkpoint and score them; writes one JSON file.
+
+    python -m src.sample ckpt=<run_dir> num_samples=16 steps=128
+    python -m src.sample ckpt=<run_dir> prompt="ROMEO:" judge=ckpt:<ar_run_dir>
+    python -m src.sample ckpt=<run_dir> judge=gpt2          # any HF causal LM, name or path
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from src.checkpoints import load_run
+from src.eval.sample_metrics import (
+    CheckpointJudge,
+    HFJudge,
+    generative_perplexity,
+    mean_unigram_entropy,
+)
+from src.results import write_json
+from src.utils.resolvers import register_resolvers
+from src.utils.cli import one_line_errors, run_cli
+from src.utils.runtime import setup_torch
+
+log = logging.getLogger(__name__)
+register_resolvers()
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_judge(spec: str, device: torch.device) -> HFJudge | CheckpointJudge:
+    """`ckpt:<run_dir or file>` = one of our AR runs; anything else = an HF causal LM."""
+    if spec.startswith("ckpt:"):
+        run = load_run(spec[len("ckpt:"):], device=device)
+        if not hasattr(run.algo, "causal_logits"):
+            raise SystemExit(f"judge {spec} is a {run.algo.name} run: the judge must be an AR run")
+        return CheckpointJudge(run.algo, run.datamodule.tokenizer)
+    return HFJudge(spec, device=str(device))
+
+
+def sample(cfg: DictConfig) -> dict[str, Any]:
+    device = _device(cfg.device)
+    run = load_run(cfg.ckpt, device=device)
+    tok, algo = run.datamodule.tokenizer, run.algo
+    sampler_cfg = cfg.sampler if cfg.get("sampler") else run.cfg.sampler
+    overrides = {"steps": cfg.steps} if cfg.steps is not None and "steps" in sampler_cfg else {}
+    sampler = instantiate(OmegaConf.merge(sampler_cfg, overrides))
+    length = int(cfg.length or run.cfg.data.seq_len)
+    prompt = torch.tensor(tok.encode(cfg.prompt)) if cfg.prompt else None
+    infill = None
+    if cfg.suffix:
+        start = [] if prompt is None else prompt.tolist()
+        end = tok.encode(cfg.suffix)
+        middle = length - len(start) - len(end)
+        if middle < 1:
+            raise SystemExit(f"prompt + suffix ({len(start) + len(end)} tokens) leave nothing to "
+                             f"generate in length {length}: raise length or shorten them")
+        infill, prompt = torch.tensor(start + [tok.mask_id] * middle + end), None
+
+    g = torch.Generator(device=device).manual_seed(int(cfg.seed))
+    ids, t0, nfe = [], time.time(), 0
+    for start in range(0, int(cfg.num_samples), int(cfg.batch_size)):
+        n = min(int(cfg.batch_size), int(cfg.num_samples) - start)
+        ids.append(sampler.sample(algo, n, length, prompt=prompt, infill=infill, generator=g).cpu())
+        nfe += getattr(sampler, "nfe", 0)
+    ids_t = torch.cat(ids)
+    texts = [tok.decode(row.tolist()) for row in ids_t]
+    out: dict[str, Any] = {
+        "checkpoint": str(run.checkpoint_path), "algo": algo.name,
+        "sampler": OmegaConf.to_container(sampler_cfg, resolve=True) | overrides,
+        "num_samples": len(texts), "length": length, "seconds": time.time() - t0, "nfe": nfe,
+        "unigram_entropy": mean_unigram_entropy(ids_t.tolist()),
+        "samples": texts, "ids": ids_t.tolist(),
+    }
+    if cfg.judge:
+        out["judge"] = str(cfg.judge)
+        out["gen_ppl"] = generative_perplexity(make_judge(str(cfg.judge), device), texts)
+    return out
+
+
+@hydra.main(config_path="../configs", config_name="sample", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    setup_torch()
+    result = one_line_errors(sample)(cfg)
+    write_json(Path(cfg.out), result)
+    brief = {k: v for k, v in result.items() if k not in ("samples", "ids")}
+    print(json.dumps(brief, indent=2))
+    for i, text in enumerate(result["samples"][:3]):
+        print(f"--- sample {i} ---\n{text[:300]}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,155 @@
+"""Train one run: `python -m src.train [overrides]` (no arguments = CPU quickstart)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from src.builders import build_algo, build_backbone, build_datamodule, build_trainer
+from src.callbacks.config_store import StoreConfig
+from src.callbacks.throughput import Throughput
+from src.data.datamodule import DataProgress
+from src.models.dit import count_params
+from src.models.flops import flops_per_token
+from src.scaling.budget import steps_for_budget
+from src.results import RESULT_FILE, read_result, write_json
+from src.utils.resolvers import register_resolvers
+from src.utils.cli import one_line_errors, run_cli
+from src.utils.runtime import setup_torch
+
+log = logging.getLogger(__name__)
+register_resolvers()
+
+
+def accumulation_steps(global_batch: int, micro_batch: int, world_size: int) -> int:
+    per_step = micro_batch * world_size
+    if global_batch % per_step:
+        raise ValueError(
+            f"training.global_batch_size={global_batch} is not a multiple of data.batch_size "
+            f"({micro_batch}) x {world_size} processes: change one of them"
+        )
+    return global_batch // per_step
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train (or resume) the run described by `cfg`; returns its result row."""
+    run_dir = Path(cfg.run_dir)
+    done = read_result(run_dir)
+    if done is not None and not cfg.training.overwrite:
+        log.info("run already finished (%s exists): %s", RESULT_FILE, run_dir)
+        return done
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+
+    dm = build_datamodule(cfg)
+    tok = dm.tokenizer
+    algo = build_algo(cfg, tok, build_backbone(cfg, tok.vocab_size))
+    sizes = count_params(algo.backbone)
+
+    seq_len, global_batch = int(cfg.data.seq_len), int(cfg.training.global_batch_size)
+    tokens_per_step = global_batch * seq_len
+    m = cfg.model
+    fpt = flops_per_token(
+        dim=m.dim, n_blocks=m.n_blocks, n_heads=m.n_heads, vocab_size=tok.vocab_size,
+        seq_len=seq_len, convention=str(cfg.flops.convention), algo=algo.name,
+        cond_dim=m.cond_dim, adaln=m.adaln,
+    )
+    budget = cfg.training.flops_budget
+    max_steps = (steps_for_budget(float(budget), fpt, global_batch, seq_len)
+                 if budget is not None else int(cfg.training.max_steps))
+    ckpt_dir = run_dir / "checkpoints"
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir, save_last=True, every_n_train_steps=int(cfg.training.ckpt_every_n_steps),
+        save_top_k=1, enable_version_counter=False,
+    )
+    throughput = Throughput(tokens_per_step, fpt, int(cfg.trainer.log_every_n_steps))
+    extra = [checkpoint, throughput, DataProgress(), StoreConfig(cfg)]
+    trainer = build_trainer(cfg, run_dir, extra, max_steps)
+    accum = accumulation_steps(global_batch, int(cfg.data.batch_size), trainer.world_size)
+    trainer.accumulate_grad_batches = accum
+    trainer.val_check_interval = int(cfg.training.val_every_n_steps) * accum
+    dm.max_train_batches = trainer.max_steps * accum
+
+    resume = ckpt_dir / "last.ckpt"
+    t0 = time.time()
+    trainer.fit(algo, datamodule=dm, ckpt_path=str(resume) if resume.exists() else None)
+    trainer.save_checkpoint(resume)  # the final state: evaluate/sample read it
+    final = trainer.validate(algo, datamodule=dm, verbose=False)[0]
+
+    result: dict[str, Any] = {
+        "algo": algo.name,
+        "model": str(cfg.model.name),
+        "data": str(cfg.data.tag),
+        "seed": int(cfg.seed),
+        **sizes,
+        "vocab_size": tok.vocab_size,
+        "seq_len": seq_len,
+        "global_batch_size": global_batch,
+        "steps": trainer.global_step,
+        "tokens": trainer.global_step * tokens_per_step,
+        "flops": trainer.global_step * tokens_per_step * fpt,
+        "flops_per_token": fpt,
+        "flops_convention": str(cfg.flops.convention),
+        "flops_budget": None if budget is None else float(budget),
+        "val_nll": final["val/nll"],
+        "val_bpd": final["val/bpd"],
+        "val_ppl": final["val/ppl"],
+        "train_time_s": throughput.train_time_s,
+        "wall_time_s": time.time() - t0,
+        "tokens_per_s": trainer.global_step * tokens_per_step / max(throughput.train_time_s, 1e-9),
+        "run_dir": str(run_dir),
+    }
+    if trainer.is_global_zero:
+        result.update(dm.unigram_baseline())
+        result["samples"] = generate_samples(cfg, algo, tok)
+        write_json(run_dir / "samples.json", result["samples"])
+        write_json(run_dir / RESULT_FILE, {k: v for k, v in result.items() if k != "samples"})
+    return result
+
+
+def generate_samples(cfg: DictConfig, algo: Any, tok: Any) -> list[str]:
+    """A few unconditional samples from the run's sampler (decoded text)."""
+    n = int(cfg.eval.num_samples)
+    if n <= 0:
+        return []
+    sampler = instantiate(cfg.sampler)
+    g = torch.Generator(device=algo.device).manual_seed(int(cfg.seed))
+    algo.eval()
+    ids = sampler.sample(algo, n, int(cfg.data.seq_len), generator=g)
+    return [tok.decode(row.tolist()) for row in ids]
+
+
+def print_summary(result: dict[str, Any], print_chars: int) -> None:
+    """What the quickstart prints at the end (entry point only)."""
+    print(f"\n=== {result['algo']} {result['model']} on {result['data']}: "
+          f"{result['steps']} steps, {result['tokens']:,} tokens, "
+          f"{result['tokens_per_s']:,.0f} tokens/s ===")
+    print(f"val/ppl {result['val_ppl']:.2f} (nll {result['val_nll']:.4f})   "
+          f"unigram baseline ppl {result.get('unigram_ppl', float('nan')):.2f}")
+    for i, text in enumerate(result.get("samples", [])):
+        print(f"--- sample {i} ---\n{text[:print_chars]}")
+    print(f"run dir: {result['run_dir']}")
+
+
+@hydra.main(config_path="../configs", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    setup_torch()
+    result = one_line_errors(train)(cfg)
+    if "samples" in result:
+        print_summary(result, int(cfg.eval.print_chars))
+    metric = str(cfg.optimized_metric).replace("/", "_")
+    return result.get(metric)
+
+
+if __name__ == "__main__":
+    run_cli(main)

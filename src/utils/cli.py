@@ -1,0 +1,59 @@
+"""Entry-point helpers: bad input ends with one clear error line naming the fix.
+
+Set DLM_DEBUG=1 to get the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CHECKED_GROUPS = ("algo", "model", "data", "sampler", "noise", "lr_scheduler", "trainer",
+                  "logger", "experiment", "optim")
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, KeyError)
+
+
+def group_options(group: str) -> list[str]:
+    folder = CONFIG_DIR / group
+    return sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def check_group_choices(argv: list[str]) -> None:
+    """Reject `algo=foo`-style overrides that name no config file, listing the valid ones."""
+    for arg in argv:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        if not sep or key not in CHECKED_GROUPS or value in ("null", ""):
+            continue
+        options = group_options(key)
+        for choice in value.split(","):  # multirun: algo=ar,mdlm
+            if choice not in options and not choice.startswith(("glob(", "range(", "choice(")):
+                raise SystemExit(
+                    f"error: unknown {key} {choice!r}: choose one of {', '.join(options)} "
+                    f"(configs/{key}/)"
+                )
+
+
+def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn user errors raised inside `fn` into a single `error: ...` line and exit code 1."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as e:
+            if os.environ.get("DLM_DEBUG"):
+                raise
+            message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            raise SystemExit(f"error: {message}") from None
+
+    return wrapper
+
+
+def run_cli(main: Callable[[], Any]) -> None:
+    check_group_choices(sys.argv[1:])
+    main()

@@ -1,0 +1,25 @@
+"""Process-wide torch settings, applied once by the entry points (never at import)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def setup_torch(threads: int | None = None) -> None:
+    """Fast matmuls on GPUs (TF32), a sane CPU thread count, quiet known-harmless warnings."""
+    if threads is None and "OMP_NUM_THREADS" not in os.environ:
+        threads = os.cpu_count() or 1
+    if threads:
+        torch.set_num_threads(threads)
+    torch.set_float32_matmul_precision("high")
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*isinstance.*treespec.*"):
+        warnings.filterwarnings("ignore", message=pattern)
