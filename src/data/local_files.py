@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import glob
 from collections.abc import Mapping
 from pathlib import Path
@@ -91,6 +93,11 @@ def load_local(
 
     require_path(builder, path)
     files, must_carve = split_files(path, split, builder)
+    if all(os.path.getsize(f) == 0 for f in files):
+        raise ValueError(
+            f"the corpus at data.path={path!r} is empty (0 bytes in {len(files)} file(s)): "
+            "point data.path at files with text"
+        )
     kwargs: dict[str, Any] = {"sample_by": sample_by} if builder == "text" else {}
     ds = datasets.load_dataset(
         builder,
