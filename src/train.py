@@ -122,7 +122,10 @@ def generate_samples(cfg: DictConfig, algo: Any, tok: Any) -> list[str]:
     n = int(cfg.eval.num_samples)
     if n <= 0:
         return []
-    sampler = instantiate(cfg.sampler)
+    sampler_cfg = OmegaConf.to_container(cfg.sampler, resolve=True)
+    if cfg.eval.sample_steps is not None and "steps" in sampler_cfg:
+        sampler_cfg["steps"] = int(cfg.eval.sample_steps)
+    sampler = instantiate(sampler_cfg)
     g = torch.Generator(device=algo.device).manual_seed(int(cfg.seed))
     algo.eval()
     ids = sampler.sample(algo, n, int(cfg.data.seq_len), generator=g)

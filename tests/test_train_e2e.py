@@ -25,8 +25,7 @@ def tiny_overrides(root: Path, algo: str) -> list[str]:
     return [f"algo={algo}", "model=0.13M", "data=shakespeare_byte", "data.seq_len=32",
             "data.batch_size=4", "data.eval_batch_size=16", "training.max_steps=6",
             "training.val_every_n_steps=3", "training.ckpt_every_n_steps=3",
-            "training.val_max_batches=3", "eval.num_samples=2", "sampler.steps=8" if algo == "mdlm"
-            else "sampler.top_p=0.9", f"paths.log_dir={root}/runs", f"paths.cache_dir={root}/cache",
+            "training.val_max_batches=3", "eval.num_samples=2", "eval.sample_steps=8", f"paths.log_dir={root}/runs", f"paths.cache_dir={root}/cache",
             "trainer.enable_progress_bar=false", "trainer.precision=32-true"]
 
 

@@ -31,13 +31,19 @@ def _multiplier(
 
 
 def lr_lambda(
-    name: str, *, warmup_steps: int, max_steps: int, min_lr_ratio: float = 0.1,
+    name: str, *, warmup_steps: float, max_steps: int, min_lr_ratio: float = 0.1,
     decay_frac: float = 0.2,
 ) -> Callable[[int], float]:
-    """A picklable step -> multiplier function for torch's LambdaLR."""
+    """A picklable step -> multiplier function for torch's LambdaLR.
+
+    `warmup_steps` below 1 is a fraction of `max_steps` (sweeps over budgets keep the
+    same warmup share whatever their length).
+    """
     if name not in SCHEDULES:
         raise ValueError(f"unknown lr schedule {name!r}: use lr_scheduler=one of {SCHEDULES}")
+    if 0 < warmup_steps < 1:
+        warmup_steps = round(warmup_steps * max_steps)
     return partial(
-        _multiplier, name=name, warmup_steps=warmup_steps, max_steps=max_steps,
+        _multiplier, name=name, warmup_steps=int(warmup_steps), max_steps=max_steps,
         min_lr_ratio=min_lr_ratio, decay_frac=decay_frac,
     )
