@@ -70,3 +70,27 @@ def test_seq_len_longer_than_model_is_one_clear_line(tmp_path):
     assert out.returncode != 0
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and "max_seq_len" in last
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("flops=kaplan",), "unknown flops 'kaplan'"),
+    (("flops.convention=kaplan",), "convention"),
+    (("training.flops_budget=1e3",), "budget"),
+])
+def test_budget_errors_are_one_clear_line(tmp_path, args, needle):
+    out = _cli(*args, "data=shakespeare_byte", f"paths.log_dir={tmp_path}",
+               f"paths.cache_dir={tmp_path}/cache")
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and needle in last, last
+
+
+@pytest.mark.parametrize("logger", group_options("logger"))
+def test_every_logger_config_instantiates_offline(logger, tmp_path, monkeypatch):
+    from src.builders import build_loggers
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    cfg = _compose(f"logger={logger}", f"paths.log_dir={tmp_path}")
+    loggers = build_loggers(cfg)
+    assert loggers and all(str(tmp_path) in str(lg.save_dir) for lg in loggers)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-CHECKED_GROUPS = ("algo", "model", "data", "sampler", "noise", "lr_scheduler", "trainer",
+CHECKED_GROUPS = ("algo", "model", "data", "sampler", "noise", "lr_scheduler", "trainer", "flops",
                   "logger", "experiment", "optim")
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, KeyError)
 
