@@ -37,8 +37,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     nll_sum = tokens = 0.0
     for _ in range(int(cfg.repeats)):
         trainer.validate(run.algo, datamodule=run.datamodule, verbose=False)
-        nll_sum += float(run.algo._val_nll)
-        tokens += float(run.algo._val_tokens)
+        nll_sum += run.algo.val_totals[0]
+        tokens += run.algo.val_totals[1]
     metrics = nll_metrics(nll_sum, tokens)
     return {
         "checkpoint": str(run.checkpoint_path), "algo": run.algo.name,

@@ -62,6 +62,7 @@ class Algo(L.LightningModule):
         # torch.compile on the inner module only (compiling the LightningModule breaks self.log).
         self._net = torch.compile(backbone) if compile else backbone
         self._val_nll = self._val_tokens = None
+        self.val_totals = (0.0, 0.0)  # (NLL sum, tokens) of the last validation, all ranks
 
     def net(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         """The (possibly compiled) backbone's forward."""
@@ -112,7 +113,8 @@ class Algo(L.LightningModule):
             self.ema.swap_out(self.backbone)
         nll_sum = self.trainer.strategy.reduce(self._val_nll, reduce_op="sum")
         tokens = self.trainer.strategy.reduce(self._val_tokens, reduce_op="sum")
-        metrics = nll_metrics(float(nll_sum), float(tokens))
+        self.val_totals = (float(nll_sum), float(tokens))
+        metrics = nll_metrics(*self.val_totals)
         for key, value in metrics.items():
             self.log(f"val/{key}", value, prog_bar=key == "ppl", sync_dist=False)
 
