@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import ProgressBar
 import torch.nn as nn
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.algos.base import Algo
+from src.resume.atomic_io import AtomicCheckpointIO
 
 def _instantiate(cfg: DictConfig, label: str, **kwargs: Any) -> Any:
     """Instantiate a config group whose `label` key (model.name, data.tag) only names it."""
@@ -43,6 +46,16 @@ def build_backbone(cfg: DictConfig, vocab_size: int) -> nn.Module:
 
 def build_algo(cfg: DictConfig, tokenizer: Any, backbone: nn.Module) -> Algo:
     algo_cfg = OmegaConf.to_container(cfg.algo, resolve=True)
+    try:
+        return _build_algo(algo_cfg, cfg, tokenizer, backbone)
+    except InstantiationException as e:
+        # Hydra wraps constructor errors in several lines; surface our one-line ValueError.
+        if isinstance(e.__cause__, (ValueError, FileNotFoundError)):
+            raise e.__cause__ from None
+        raise
+
+
+def _build_algo(algo_cfg: dict, cfg: DictConfig, tokenizer: Any, backbone: nn.Module) -> Algo:
     return instantiate(
         algo_cfg,
         backbone=backbone,
@@ -68,12 +81,25 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     return callbacks
 
 
+def build_plugins() -> list[Any]:
+    """Atomic checkpoint writes; under Slurm, Lightning's auto-requeue turned off (our
+    Preemption callback owns the stop signals and the requeue decision)."""
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    return plugins
+
+
 def build_trainer(
     cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callback], max_steps: int
 ) -> L.Trainer:
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    for key, value in trainer_kwargs.items():  # e.g. strategy: {_target_: ...FSDPStrategy, ...}
+        if isinstance(value, dict) and "_target_" in value:
+            trainer_kwargs[key] = instantiate(value)
     return L.Trainer(
         **trainer_kwargs,
+        plugins=build_plugins(),
         default_root_dir=str(run_dir),
         logger=build_loggers(cfg) or False,
         callbacks=build_callbacks(cfg) + extra_callbacks,

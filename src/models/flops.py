@@ -32,13 +32,14 @@ from typing import Any
 from omegaconf import OmegaConf
 
 CONVENTIONS = ("reference", "6N", "palm", "gidd", "full")
-ALGOS = ("ar", "mdlm", "duo", "esolm", "gidd")
+ALGOS = ("ar", "mdlm", "duo", "duo_distill", "esolm", "gidd")
 #: Algorithm options that change what runs per training sequence (anything else is an error).
 ALGO_KWARGS: dict[str, dict[str, Any]] = {
     "ar": {},
     "mdlm": {},
     "gidd": {},
     "duo": {"soft_inputs": False},
+    "duo_distill": {},
     "esolm": {"esolm_batch_split": 1.0, "alpha0": 1.0},
 }
 FREQ_DIM = 256  # TimestepEmbedder sinusoidal features (layers.py)
@@ -132,6 +133,7 @@ def forward_flops(
     - ar: the model on x[:, :-1], i.e. seq_len - 1 tokens, causal (ALGORITHMS.md, AR).
     - mdlm, gidd: seq_len tokens, bidirectional; duo too, plus 2 L V d while the
       curriculum feeds soft one-hots (`soft_inputs=True`).
+    - duo_distill: the student's seq_len tokens plus one teacher forward (4/3 x duo).
     - esolm: a fraction `esolm_batch_split` of the rows runs the diffusion branch on
       seq_len tokens (only if alpha0 > 0); the other rows run the sequential branch on
       [z_0; x], 2 seq_len tokens with the head on all of them, as the reference's
@@ -149,6 +151,10 @@ def forward_flops(
     shape = dict(dim=dim, n_blocks=n_blocks, vocab_size=vocab_size, cond_dim=cond_dim, adaln=adaln)
     if algo == "ar":
         return float(model_forward_flops(seq_len=seq_len - 1, **shape))
+    if algo == "duo_distill":
+        # Student forward + backward (3 forwards, counted by the caller's 3x) plus one frozen
+        # teacher forward per sequence: 4/3 of a forward per training forward.
+        return 4 / 3 * model_forward_flops(seq_len=seq_len, **shape)
     if algo != "esolm":
         soft = bool(opts.get("soft_inputs", False))
         return float(model_forward_flops(seq_len=seq_len, soft_inputs=soft, **shape))

@@ -3,6 +3,7 @@
 from src.samplers.ancestral import MDLMAncestral
 from src.samplers.ar import ARSampler
 from src.samplers.base import Sampler
+from src.samplers.duo import DUOAncestral
 from src.samplers.categorical import (
     apply_temperature,
     gumbel_from_uniform,
@@ -16,6 +17,7 @@ from src.samplers.factory import SAMPLERS, build_sampler
 __all__ = [
     "SAMPLERS",
     "ARSampler",
+    "DUOAncestral",
     "MDLMAncestral",
     "Sampler",
     "apply_temperature",

@@ -8,12 +8,14 @@ from typing import Any
 from src.samplers.ancestral import MDLMAncestral
 from src.samplers.ar import ARSampler
 from src.samplers.base import Sampler
+from src.samplers.duo import DUOAncestral
 
 #: Short names accepted by `build_sampler`; a config with `_target_` works for any class.
 SAMPLERS: dict[str, type[Sampler]] = {
     "ar": ARSampler,
     "ancestral": MDLMAncestral,
     "mdlm_ancestral": MDLMAncestral,
+    "duo_ancestral": DUOAncestral,
 }
 
 

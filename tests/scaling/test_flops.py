@@ -192,7 +192,7 @@ def test_unknown_names_list_valid_ones():
     shape = dict(dim=64, n_blocks=2, n_heads=2, vocab_size=500, seq_len=64)
     with pytest.raises(ValueError, match="valid conventions are reference, 6N, palm, gidd, full"):
         flops_per_token(**shape, convention="kaplan")
-    with pytest.raises(ValueError, match="valid algos are ar, mdlm, duo, esolm, gidd"):
+    with pytest.raises(ValueError, match="valid algos are ar, mdlm, duo, duo_distill, esolm, gidd"):
         flops_per_token(**shape, convention="full", algo="bert")
     with pytest.raises(ValueError, match="takes no option"):
         forward_flops(**shape, algo="ar", alpha0=0.5)

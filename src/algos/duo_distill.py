@@ -1,0 +1,183 @@
+"""Discrete Consistency Distillation (DCD) of a trained DUO model (Sahoo et al. 2025, sec. 5).
+
+The student starts from the teacher's weights. Latents at t and s = t - dt share one
+Gaussian eps, so z_t = argmax(a_t e_x + s_t eps) and z_s = argmax(a_s e_x + s_s eps) lie on
+one deterministic trajectory of the underlying Gaussian diffusion (the duality). The
+student at (z_t, t) matches the frozen teacher at (z_s, s) with a KL; every
+`refresh_every` steps the teacher becomes the current student (or its EMA) and dt doubles,
+so the student learns to jump ever larger intervals: good samples in 4-16 steps.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from src.algos.base import LossOutput
+from src.algos.duo import DUO
+from src.algos.randomness import StepRandomness
+
+DIVERGENCES = ("kl_bwd", "kl_fwd")
+TEACHER_ALGOS = ("duo", "duo_distill")
+
+
+def distill_dt(step: int, refresh_every: int, base_steps: int, dt_max: float) -> float:
+    """dt = 2^(teacher refreshes so far) / base_steps, capped at dt_max (reference `_compute_dt`)."""
+    return min(2.0 ** (step // refresh_every) / base_steps, dt_max)
+
+
+class DUODistill(DUO):
+    """DUO student distilled from `teacher_ckpt`; validation reports the student's DUO NELBO.
+
+    While training, `train/loss` and `train/nll` are the distillation KL per token.
+
+    Args:
+        teacher_ckpt: DUO run directory or .ckpt (loaded with `src.checkpoints.load_run`,
+            EMA weights when it has them); read when training starts.
+        refresh_every: optimizer steps between teacher refreshes (dt doubles at each).
+        base_steps: the first dt is 1 / base_steps.
+        dt_max: cap on dt.
+        teacher_from_ema: refresh the teacher from the student's EMA instead of its weights.
+        divergence: "kl_bwd" = KL(student || teacher) (reference), "kl_fwd" = KL(teacher || student).
+        **kwargs: DUO's arguments.
+    """
+
+    def __init__(self, backbone: nn.Module, *, teacher_ckpt: str | None = None,
+                 refresh_every: int = 10000, base_steps: int = 512, dt_max: float = 0.5,
+                 teacher_from_ema: bool = False, divergence: str = "kl_bwd",
+                 **kwargs: Any) -> None:
+        super().__init__(backbone, **kwargs)
+        if divergence not in DIVERGENCES:
+            raise ValueError(f"unknown algo.divergence={divergence!r}: use one of {DIVERGENCES}")
+        if refresh_every < 1 or base_steps < 1 or not 0 < dt_max <= 1:
+            raise ValueError("need algo.refresh_every >= 1, algo.base_steps >= 1, 0 < algo.dt_max <= 1")
+        self.teacher_ckpt, self.divergence = teacher_ckpt, divergence
+        self.refresh_every, self.base_steps, self.dt_max = refresh_every, base_steps, dt_max
+        self.teacher_from_ema = teacher_from_ema
+        # A registered (frozen) module: it is saved in checkpoints, so a resumed run
+        # continues with exactly the teacher it had; optimizer and EMA only see `backbone`.
+        self.teacher = copy.deepcopy(backbone).requires_grad_(False).eval()
+        self.teacher_round = 0
+
+    # ---- teacher ---------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            dm = getattr(self.trainer, "datamodule", None)
+            self.load_teacher(getattr(dm, "tokenizer", None))
+
+    def load_teacher(self, tokenizer: Any = None) -> None:
+        """Check `teacher_ckpt` against this run and copy its weights into student + teacher.
+
+        Raises:
+            ValueError: no checkpoint given, not a DUO run, or another tokenizer / model size.
+        """
+        from src.checkpoints import load_run  # lazy: checkpoints imports the algo builders
+
+        if not self.teacher_ckpt:
+            raise ValueError("algo=duo_distill needs a trained DUO teacher: pass "
+                             "algo.teacher_ckpt=<DUO run dir or .ckpt> (e.g. a run of experiment=duo_cpu)")
+        run = load_run(self.teacher_ckpt, device="cpu")
+        if run.algo.name not in TEACHER_ALGOS:
+            raise ValueError(f"algo.teacher_ckpt={self.teacher_ckpt} is a {run.algo.name} run: "
+                             "distill a DUO run (algo=duo)")
+        problems = _mismatches(run, tokenizer, self.backbone, self.vocab_size)
+        if problems:
+            raise ValueError(f"algo.teacher_ckpt={self.teacher_ckpt} does not match this run: "
+                             + "; ".join(problems))
+        state = run.algo.backbone.state_dict()
+        self.backbone.load_state_dict(state)
+        self.teacher.load_state_dict(state)
+        if self.ema is not None:  # restart the EMA from the teacher's weights
+            self.ema = type(self.ema)(self.backbone, self.ema.decay)
+        self.teacher_round = 0
+
+    @torch.no_grad()
+    def maybe_refresh_teacher(self, step: int) -> bool:
+        """Copy the student (or its EMA) into the teacher when `step` starts a new round."""
+        round_ = step // self.refresh_every
+        if round_ == self.teacher_round:
+            return False
+        if self.teacher_from_ema and self.ema is not None:
+            for src, dst in zip(self.ema.shadow, self.teacher.parameters()):
+                dst.copy_(src.to(dst.device, dst.dtype))
+        else:
+            self.teacher.load_state_dict(self.backbone.state_dict())
+        self.teacher_round = round_
+        return True
+
+    def train(self, mode: bool = True) -> DUODistill:
+        super().train(mode)
+        self.teacher.eval()  # the teacher never uses dropout
+        return self
+
+    # ---- loss ------------------------------------------------------------------------------
+    def loss(self, batch: dict[str, torch.Tensor], rng: StepRandomness) -> LossOutput:
+        if not self.training:
+            return super().loss(batch, rng)  # validation: the student's DUO NELBO
+        step = self.global_step
+        self.maybe_refresh_teacher(step)
+        dt = distill_dt(step, self.refresh_every, self.base_steps, self.dt_max)
+        x = self.real.to_real(batch["input_ids"])
+        b, length = x.shape
+        t = (rng.times(b, self.eps_t).double() + dt).clamp(max=1.0)  # reference: t + dt, clipped
+        s = t - dt
+        alpha_t, alpha_s = self.noise.alpha(t), self.noise.alpha(s)
+        eps = torch.randn(b, length, self.real.k, generator=rng.generator,
+                          device=rng.generator.device).to(x.device)
+        table = self.duality
+        # One eps for both times: the deterministic coupling of the duality.
+        z_t = self.gaussian_latent(x, table.gamma(alpha_t), eps).argmax(-1)
+        z_s = self.gaussian_latent(x, table.gamma(alpha_s), eps).argmax(-1)
+        log_student = self.log_x_theta(self.real.to_ids(z_t), alpha_t)  # (B, L, K)
+        with torch.no_grad():
+            logits = self.real.drop_mask(self.teacher(self.real.to_ids(z_s), self.sigma_of(alpha_s)))
+            log_teacher = F.log_softmax(logits.float(), dim=-1)
+        if self.divergence == "kl_bwd":
+            kl = (log_student.exp() * (log_student - log_teacher)).sum(-1)
+        else:
+            kl = (log_teacher.exp() * (log_teacher - log_student)).sum(-1)
+        if self._trainer is not None:
+            self.log("train/dt", dt)
+        valid = batch.get("attention_mask")
+        kl = kl * valid if valid is not None else kl
+        n_tokens = torch.tensor(float(kl.numel()), dtype=torch.float64, device=kl.device)
+        if valid is not None:
+            n_tokens = valid.sum().double()
+        return LossOutput(kl.sum() / n_tokens.float(), kl.detach().double().sum(), n_tokens)
+
+    # ---- checkpoints -----------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["algo_state"]["teacher_round"] = self.teacher_round
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.teacher_round = checkpoint.get("algo_state", {}).get("teacher_round", 0)
+
+
+def _mismatches(run: Any, tokenizer: Any, backbone: nn.Module, vocab_size: int) -> list[str]:
+    """Human-readable differences between the teacher run and the student's setup."""
+    out = []
+    t_tok, t_data = run.datamodule.tokenizer, run.cfg.data
+    same_tok = (t_tok.fingerprint == tokenizer.fingerprint if tokenizer is not None
+                else t_tok.vocab_size == vocab_size)
+    if not same_tok:
+        mine = f"{tokenizer.name}, vocab {tokenizer.vocab_size}" if tokenizer is not None else \
+            f"vocab {vocab_size}"
+        out.append(f"tokenizer: teacher {t_tok.name}, vocab {t_tok.vocab_size} (data={t_data.tag}, "
+                   f"data.tokenizer.kind={t_data.tokenizer.kind}) vs this run {mine}: "
+                   f"distill on the teacher's tokenizer, e.g. data={t_data.tag}")
+    t_net = run.algo.backbone
+    shape = ("dim", "n_blocks", "n_heads")
+    teacher_shape = tuple(getattr(t_net, a, None) for a in shape)
+    student_shape = tuple(getattr(backbone, a, None) for a in shape)
+    if teacher_shape != student_shape:
+        desc = ", ".join(f"{a} {v}" for a, v in zip(shape, teacher_shape))
+        mine = ", ".join(f"{a} {v}" for a, v in zip(shape, student_shape))
+        out.append(f"model size: teacher model={run.cfg.model.name} ({desc}) vs this run ({mine}): "
+                   f"pass model={run.cfg.model.name}")
+    return out

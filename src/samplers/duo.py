@@ -1,0 +1,90 @@
+"""DUO / UDLM ancestral sampling of uniform-state diffusion (Sahoo et al. 2025; Schiff et al. 2024)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from src.algos.uniform_noise import RealVocab, reverse_posterior
+from src.samplers.base import Sampler
+from src.samplers.categorical import sample_categorical, top_p_filter, uniform64
+
+
+class DUOAncestral(Sampler):
+    """Ancestral sampler of uniform-state diffusion with a mean-parameterized denoiser.
+
+    Starts from uniform noise over the K real tokens (never [MASK]) and walks the grid
+    t_k = linspace(1, t_min, steps + 1). A step t -> s draws every position from the exact
+    reverse posterior q(z_s | z_t, x = x_theta) (`reverse_posterior`, ALGORITHMS.md), after
+    nucleus filtering of x_theta. The last step uses alpha_s = 1: the posterior is then the
+    model's clean prediction p(x | z_t) ∝ x_theta(x) q(z_t | x), sampled (default) or its
+    argmax (`greedy_last`). Categoricals are float64 Gumbel-max. Every step calls the
+    network (DUO is time-conditioned, so nothing can be cached).
+
+    `algo` must expose `device`, `vocab_size`, `mask_id`, `noise.alpha(t)` and
+    `denoiser_probs(z, t) -> (B, L, V)` float64 x_theta with zero mass on [MASK].
+
+    Args:
+        steps: default number of denoising steps (= network calls).
+        top_p: nucleus mass applied to x_theta before forming the posterior (1 = off).
+        t_min: end of the time grid (the last step still jumps to alpha_s = 1).
+        greedy_last: take the argmax of p(x | z_t) at the last step instead of sampling.
+        progress: show a tqdm bar (None = only on a terminal).
+    """
+
+    supports_infill = True
+
+    def __init__(self, steps: int = 128, top_p: float = 1.0, t_min: float = 1e-5,
+                 greedy_last: bool = False, progress: bool | None = None) -> None:
+        super().__init__()
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}: pass steps=1 or more")
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}: use 1.0 to disable it")
+        if not 0.0 < t_min < 1.0:
+            raise ValueError(f"t_min must be in (0, 1), got {t_min}: the default is 1e-5")
+        self.steps, self.top_p, self.t_min = int(steps), float(top_p), float(t_min)
+        self.greedy_last, self.progress = greedy_last, progress
+
+    def _generate(
+        self,
+        algo: Any,
+        n: int,
+        length: int,
+        steps: int | None,
+        *,
+        prompt: torch.Tensor | None,
+        infill: torch.Tensor | None,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        device = torch.device(algo.device)
+        real = RealVocab(int(algo.vocab_size), int(algo.mask_id))
+        steps = self.steps if steps is None else int(steps)
+        fixed = torch.zeros(n, length, dtype=torch.bool, device=device)
+        template = torch.zeros(n, length, dtype=torch.long, device=device)
+        if prompt is not None:
+            if (prompt == real.mask_id).any():
+                raise ValueError("prompt contains [MASK] ids: use infill= to mark the gaps")
+            fixed[:, : prompt.shape[1]] = True
+            template[:, : prompt.shape[1]] = prompt
+        if infill is not None:
+            fixed, template = infill != real.mask_id, infill
+        # z_1 ~ Uniform over the K real tokens (the prior of uniform-state diffusion).
+        u = uniform64((n, length), generator, device)
+        z = real.to_ids((u * real.k).long().clamp_max(real.k - 1))
+        z = torch.where(fixed, template, z)
+        ts = torch.linspace(1.0, self.t_min, steps + 1, dtype=torch.float64, device=device)
+        alphas = algo.noise.alpha(ts).double().tolist()
+        for k in self._progress(range(steps), steps, "DUO sampling"):
+            last = k == steps - 1
+            t = torch.full((n,), float(ts[k]), device=device)
+            x_theta = real.drop_mask(algo.denoiser_probs(z, t).double())  # (n, L, K)
+            self.nfe += 1
+            if self.top_p < 1.0:
+                x_theta = top_p_filter(x_theta, self.top_p)
+            alpha_s = 1.0 if last else alphas[k + 1]
+            post = reverse_posterior(x_theta, real.to_real(z), alphas[k], alpha_s)
+            new = post.argmax(-1) if last and self.greedy_last else sample_categorical(post, generator)
+            z = torch.where(fixed, template, real.to_ids(new))
+        return z
