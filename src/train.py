@@ -11,17 +11,21 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from src.builders import build_algo, build_backbone, build_datamodule, build_trainer
 from src.callbacks.config_store import StoreConfig
+from src.callbacks.preemption import Preemption
+from src.callbacks.step_checkpoint import StepCheckpoint
 from src.callbacks.throughput import Throughput
 from src.data.datamodule import DataProgress
 from src.models.dit import count_params
 from src.models.flops import flops_per_token
 from src.scaling.budget import steps_for_budget
-from src.results import RESULT_FILE, read_result, write_json
+from src.results import RESULT_FILE, atomic_write_text, read_result, write_json
+from src.resume.selection import find_resume_checkpoint
+from src.resume.stop_signals import StopSignals, StoppedEarly, catching_stop_signals
 from src.utils.resolvers import register_resolvers
 from src.utils.cli import one_line_errors, run_cli
 from src.utils.runtime import setup_torch
@@ -40,15 +44,32 @@ def accumulation_steps(global_batch: int, micro_batch: int, world_size: int) -> 
     return global_batch // per_step
 
 
+def finished_message(run_dir: Path) -> str:
+    return f"run already finished: {run_dir} ({RESULT_FILE} exists); nothing to do"
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train (or resume) the run described by `cfg`; returns its result row."""
+    """Train (or resume) the run described by `cfg`; returns its result row.
+
+    Raises:
+        StoppedEarly: a stop signal (Slurm / submitit / TERM) arrived; a checkpoint of the
+            last completed optimizer step is saved and the next job resumes from it.
+    """
     run_dir = Path(cfg.run_dir)
     done = read_result(run_dir)
     if done is not None and not cfg.training.overwrite:
-        log.info("run already finished (%s exists): %s", RESULT_FILE, run_dir)
+        # Checked before any data or model is built: later jobs of a chain end at once.
+        rank_zero_only(print)(finished_message(run_dir), flush=True)
         return done
+    # Record stop signals from here on (not only during fit): a signal that arrives while
+    # data is tokenized still ends the job cleanly.
+    with catching_stop_signals() as stops:
+        return _train(cfg, run_dir, stops)
+
+
+def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
 
     dm = build_datamodule(cfg)
@@ -68,22 +89,28 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     max_steps = (steps_for_budget(float(budget), fpt, global_batch, seq_len)
                  if budget is not None else int(cfg.training.max_steps))
     ckpt_dir = run_dir / "checkpoints"
-    checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir, save_last=True, every_n_train_steps=int(cfg.training.ckpt_every_n_steps),
-        save_top_k=1, enable_version_counter=False,
-    )
+    checkpoint = StepCheckpoint(ckpt_dir, int(cfg.training.ckpt_every_n_steps),
+                                int(cfg.training.keep_last_k))
+    preemption = Preemption(stops)
     throughput = Throughput(tokens_per_step, fpt, int(cfg.trainer.log_every_n_steps))
-    extra = [checkpoint, throughput, DataProgress(), StoreConfig(cfg)]
+    extra = [checkpoint, preemption, throughput, DataProgress(), StoreConfig(cfg)]
     trainer = build_trainer(cfg, run_dir, extra, max_steps)
     accum = accumulation_steps(global_batch, int(cfg.data.batch_size), trainer.world_size)
     trainer.accumulate_grad_batches = accum
     trainer.val_check_interval = int(cfg.training.val_every_n_steps) * accum
     dm.max_train_batches = trainer.max_steps * accum
 
-    resume = ckpt_dir / "last.ckpt"
+    resume = find_resume_checkpoint(ckpt_dir, rank_zero=trainer.is_global_zero)
+    if resume.path is not None:
+        log.info("resuming from %s (step %d)", resume.path, resume.step)
+    if stops.received is not None:  # signalled during setup: nothing new to save
+        raise StoppedEarly(str(run_dir), resume.step, stops.name, stops.submitit_requeue_handler())
     t0 = time.time()
-    trainer.fit(algo, datamodule=dm, ckpt_path=str(resume) if resume.exists() else None)
-    trainer.save_checkpoint(resume)  # the final state: evaluate/sample read it
+    # StepCheckpoint saves the final step too and points last.ckpt at it (evaluate/sample read it).
+    trainer.fit(algo, datamodule=dm, ckpt_path=str(resume.path) if resume.path else None)
+    if preemption.stopped_at is not None and trainer.global_step < max_steps:
+        raise StoppedEarly(str(run_dir), trainer.global_step, preemption.signal_name,
+                           stops.submitit_requeue_handler())
     final = trainer.validate(algo, datamodule=dm, verbose=False)[0]
 
     result: dict[str, Any] = {
@@ -147,7 +174,11 @@ def print_summary(result: dict[str, Any], print_chars: int) -> None:
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     setup_torch()
-    result = one_line_errors(train)(cfg)
+    try:
+        result = one_line_errors(train)(cfg)
+    except StoppedEarly as stop:
+        rank_zero_only(print)(stop, flush=True)
+        stop.hand_off()  # exit code 75, or submitit's requeue
     if "samples" in result:
         print_summary(result, int(cfg.eval.print_chars))
     metric = str(cfg.optimized_metric).replace("/", "_")

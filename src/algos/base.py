@@ -72,27 +72,41 @@ class Algo(L.LightningModule):
         raise NotImplementedError
 
     # ---- randomness ----------------------------------------------------------------
-    def _train_randomness(self, batch_size: int) -> StepRandomness:
+    def _train_position(self, batch_size: int) -> tuple[int, int, int]:
+        """(optimizer step, offset of this micro-batch in the global batch, global batch size)."""
         accum = self.trainer.accumulate_grad_batches
         world, rank = self.trainer.world_size, self.global_rank
         step, micro = divmod(self.micro_step, accum)
+        return step, (micro * world + rank) * batch_size, accum * world * batch_size
+
+    def _train_randomness(self, batch_size: int) -> StepRandomness:
+        step, offset, n_global = self._train_position(batch_size)
         # One u per optimizer step, identical on every rank: t is stratified over the global batch.
         u = derive_seed(self.seed, "u", step) / 2.0**63
-        g = make_generator(self.device, self.seed, "train", self.micro_step, rank)
-        return StepRandomness(g, u, (micro * world + rank) * batch_size, accum * world * batch_size)
+        # Keyed by the position in the global batch, not by (micro-batch, rank): any split of the
+        # global batch over processes x accumulation (same micro-batch size) draws the same noise.
+        g = make_generator(self.device, self.seed, "train", step, offset)
+        return StepRandomness(g, u, offset, n_global)
 
     # ---- training ------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        # Dropout draws from the global RNG: seed it from the counter so resume is exact.
-        torch.manual_seed(derive_seed(self.seed, "dropout", self.micro_step, self.global_rank))
-        out = self.loss(batch, self._train_randomness(batch["input_ids"].shape[0]))
+        batch_size = batch["input_ids"].shape[0]
+        step, offset, _ = self._train_position(batch_size)
+        # Dropout draws from the global RNG: seed it from the position so resume is exact.
+        torch.manual_seed(derive_seed(self.seed, "dropout", step, offset))
+        out = self.loss(batch, self._train_randomness(batch_size))
         self.log("train/loss", out.loss.detach(), prog_bar=True)
         self.log("train/nll", (out.nll_sum / out.n_tokens).float())
+        # Counted here, not in on_train_batch_end: Lightning runs the callbacks' batch-end hooks
+        # (checkpointing) before the module's, and a checkpoint must include this micro-batch.
+        self.micro_step += 1
         return out.loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self.micro_step += 1
-        if self.ema is not None and self.micro_step % self.trainer.accumulate_grad_batches == 0:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # Here rather than in on_train_batch_end, for the same reason: a checkpoint written at
+        # this step's end must hold the EMA that includes this step.
+        if self.ema is not None:
             self.ema.update(self.backbone)
 
     # ---- validation: token-weighted float64 sums over all batches and ranks ----------

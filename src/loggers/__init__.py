@@ -1,0 +1,1 @@
+"""Experiment loggers that need more than Lightning's defaults (resumable CSV)."""

@@ -1,0 +1,163 @@
+"""Shared by the resume, Slurm and DDP tests: tiny-run overrides, test-only callbacks that
+`python -m src.train` loads through `+callbacks.<name>._target_=...`, and state comparison."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from tests.conftest import ROOT
+
+# Columns that depend on wall time, not on the training state.
+TIMING_COLUMNS = ("perf/tokens_per_s",)
+
+
+def tiny_overrides(root: Path, *extra: str, steps: int = 12, every: int = 3) -> list[str]:
+    """A ~0.1 s/step MDLM run writing under `root` (fp32: bitwise-reproducible on CPU)."""
+    return [
+        "model=0.13M", "data=shakespeare_byte", "data.seq_len=32", "data.batch_size=4",
+        "data.eval_batch_size=16", f"training.max_steps={steps}",
+        f"training.ckpt_every_n_steps={every}", f"training.val_every_n_steps={every}",
+        "training.val_max_batches=2", "trainer.precision=32-true", "trainer.log_every_n_steps=1",
+        "trainer.enable_progress_bar=false", "eval.num_samples=0",
+        f"paths.log_dir={root}/runs", f"paths.cache_dir={root}/cache", *extra,
+    ]
+
+
+def run_dir_of(root: Path, steps: int, algo: str = "mdlm", experiment: str = "quickstart") -> Path:
+    return root / "runs" / experiment / algo / "0.13M" / "shakespeare_byte" / f"steps{steps}" / "s0"
+
+
+def train_cli(overrides: list[str], timeout: float = 600, **kwargs: Any) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "src.train", *overrides], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+# ---- test-only callbacks ----------------------------------------------------------------------
+class CrashAt(L.Callback):
+    """Raises once the run reaches optimizer step `step` (an in-process 'kill')."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step >= self.step:
+            raise RuntimeError(f"simulated crash at step {trainer.global_step}")
+
+
+class SignalAt(L.Callback):
+    """Sends `signame` to this process when optimizer step `step` starts (in-process preemption)."""
+
+    def __init__(self, step: int, signame: str = "SIGUSR1") -> None:
+        self.step, self.signame, self.sent = step, signame, False
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step >= self.step and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), getattr(signal, self.signame))
+
+
+class StepRecorder(L.Callback):
+    """Appends one JSON line per micro-batch: step, position, loss bits and a hash of the ids.
+
+    Written and flushed at the micro-batch's end, before any checkpoint of that step: after
+    a kill the file also holds the steps the resumed run replays, which must match bitwise.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._position: tuple[int, int] = (0, 0)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any,
+                             batch_idx: int) -> None:
+        step, offset, _ = pl_module._train_position(batch["input_ids"].shape[0])
+        self._position = (step, offset)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        loss = float(outputs["loss"]) * trainer.accumulate_grad_batches  # Lightning divides it
+        ids = batch["input_ids"].cpu().numpy().tobytes()
+        row = {"step": self._position[0], "offset": self._position[1], "loss": loss.hex(),
+               "ids": hashlib.sha1(ids).hexdigest()[:16], "rank": trainer.global_rank}
+        with open(f"{self.path}.rank{trainer.global_rank}", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+class SlowSteps(L.Callback):
+    """Sleeps after every optimizer step, so that a short Slurm job does only part of a run."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        time.sleep(self.seconds)
+
+
+def recorder_overrides(path: Path) -> list[str]:
+    return ["+callbacks.recorder._target_=tests.resume.helpers.StepRecorder",
+            f"+callbacks.recorder.path={path}"]
+
+
+def read_records(path: Path) -> dict[tuple[int, int], dict[str, Any]]:
+    """(step, offset) -> record over all ranks; a replayed micro-batch must repeat its record."""
+    out: dict[tuple[int, int], dict[str, Any]] = {}
+    for file in sorted(path.parent.glob(path.name + ".rank*")):
+        for line in file.read_text().splitlines():
+            row = json.loads(line)
+            key = (row["step"], row["offset"])
+            if key in out:
+                assert out[key] == row, f"replayed micro-batch {key} differs: {out[key]} vs {row}"
+            out[key] = row
+    return out
+
+
+# ---- comparing final states --------------------------------------------------------------------
+def load_last(run_dir: Path) -> dict[str, Any]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+
+
+def assert_equal_tree(a: Any, b: Any, where: str = "", atol: float = 0.0) -> None:
+    """Tensors equal (bitwise when atol=0), everything else ==, recursively."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.shape == b.shape, where
+        ok = torch.equal(a, b) if atol == 0 else torch.allclose(a, b, rtol=0, atol=atol)
+        assert ok, f"{where}: max |diff| {(a.double() - b.double()).abs().max().item():.3g}"
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), f"{where}: keys {sorted(a)} vs {sorted(b)}"
+        for k in a:
+            assert_equal_tree(a[k], b[k], f"{where}/{k}", atol)
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_equal_tree(x, y, f"{where}[{i}]", atol)
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def assert_same_training_state(a: dict[str, Any], b: dict[str, Any], atol: float = 0.0) -> None:
+    """Weights, optimizer + scheduler state, step counters, algo (EMA, micro_step), data position."""
+    assert a["global_step"] == b["global_step"]
+    for key in ("state_dict", "optimizer_states", "lr_schedulers", "algo_state"):
+        assert_equal_tree(a[key], b[key], key, atol)
+    dm_a = {k: v for k, v in a.items() if "LMDataModule" in k}
+    dm_b = {k: v for k, v in b.items() if "LMDataModule" in k}
+    assert dm_a == dm_b
+
+
+def metric_rows(run_dir: Path) -> list[dict[str, str]]:
+    """metrics.csv rows without the wall-time columns (empty cells dropped)."""
+    with open(run_dir / "logs" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [{k: v for k, v in r.items() if v != "" and k not in TIMING_COLUMNS} for r in rows]
