@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from src.algos.base import Algo, LossOutput
 from src.algos.noise import NoiseSchedule
 from src.algos.randomness import StepRandomness
+from src.algos.t_curriculum import TimeCurriculum
 
 LOSS_TYPES = ("elbo", "low_var")
 
@@ -19,7 +21,9 @@ class MDLM(Algo):
     """Continuous-time NELBO  E_t[(-alpha'_t / (1 - alpha_t)) sum_{i: z_t^i = m} -log p(x^i | z_t)].
 
     `loss_type=low_var` (Quokka's "MaskGIT loss") trains on the unweighted mean CE over
-    masked tokens; validation always reports the true NELBO.
+    masked tokens; validation always reports the true NELBO. `t_curriculum`
+    ({steps, start_lo, start_hi}, see `TimeCurriculum`) moves the training times
+    through a clean-to-noisy window; validation keeps the full range.
     """
 
     default_sampler = "ancestral_cache"
@@ -32,6 +36,7 @@ class MDLM(Algo):
         loss_type: str = "elbo",
         time_conditioning: bool = False,
         eps_t: float = 1e-3,
+        t_curriculum: TimeCurriculum | Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(backbone, **kwargs)
@@ -39,6 +44,17 @@ class MDLM(Algo):
             raise ValueError(f"unknown algo.loss_type={loss_type!r}: use one of {LOSS_TYPES}")
         self.noise, self.loss_type = noise, loss_type
         self.time_conditioning, self.eps_t = time_conditioning, eps_t
+        if isinstance(t_curriculum, Mapping):
+            t_curriculum = TimeCurriculum(**t_curriculum)
+        self.t_curriculum = t_curriculum
+
+    def _times(self, rng: StepRandomness, batch_size: int) -> torch.Tensor:
+        """(B,) stratified times; in training the curriculum (if any) moves them into its
+        window, a pure function of the optimizer step (exact on resume)."""
+        t = rng.times(batch_size, self.eps_t)
+        if self.training and self.t_curriculum is not None:
+            t = self.t_curriculum.apply(t, self.global_step)
+        return t
 
     def _sigma(self, t: torch.Tensor) -> torch.Tensor:
         return self.noise.sigma(t) if self.time_conditioning else torch.zeros_like(t)
@@ -59,7 +75,7 @@ class MDLM(Algo):
     def loss(self, batch: dict[str, torch.Tensor], rng: StepRandomness) -> LossOutput:
         x = batch["input_ids"]
         b, length = x.shape
-        t = rng.times(b, self.eps_t)  # (B,)
+        t = self._times(rng, b)  # (B,)
         move = 1 - self.noise.alpha(t)  # P(masked at t)
         masked = rng.rand(b, length) < move[:, None]
         valid = batch.get("attention_mask")

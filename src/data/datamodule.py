@@ -11,11 +11,12 @@ when ``world_size > 1`` (checked here).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from src.data import splits
 from src.data.loader import ResumableBatchSampler, ShardedSequentialBatchSampler, make_loader
@@ -57,6 +58,10 @@ class LMDataModule(L.LightningDataModule):
         shuffle: Shuffle training samples each epoch.
         max_train_tokens: Keep only the first documents of the train split up to this
             many tokens (huge hub corpora, data-constrained runs); None = all.
+        unique_tokens: Data budget U of data-constrained runs (Muennighoff et al. 2023;
+            Quokka): training uses only the first ceil(U / seq_len) packed sequences, a
+            fixed subset repeated for as many epochs as the compute budget needs (each
+            epoch reshuffled by the resumable sampler); None = the whole split.
     """
 
     def __init__(
@@ -81,6 +86,7 @@ class LMDataModule(L.LightningDataModule):
         dtype: str | None = None,
         shuffle: bool = True,
         max_train_tokens: int | None = None,
+        unique_tokens: int | None = None,
     ) -> None:
         super().__init__()
         self.spec = DataSpec(
@@ -108,6 +114,9 @@ class LMDataModule(L.LightningDataModule):
         self.num_workers, self.mode, self.seed = int(num_workers), mode, int(seed)
         self.max_train_batches = None if max_train_batches is None else int(max_train_batches)
         self.shuffle = bool(shuffle)
+        self.unique_tokens = None if unique_tokens is None else int(unique_tokens)
+        if self.unique_tokens is not None and self.unique_tokens < 1:
+            raise ValueError(f"data.unique_tokens={unique_tokens} must be >= 1 (null = all data)")
         self.consumed_batches = 0
         self.world_size, self.rank = 1, 0
         self._tokenizer: Tokenizer | None = None
@@ -148,8 +157,28 @@ class LMDataModule(L.LightningDataModule):
                     f"the {split} split has {len(stream)} tokens, fewer than data.seq_len="
                     f"{self.seq_len}; lower data.seq_len or add data"
                 )
+            if split == "train" and self.unique_tokens is not None:
+                ds = self._data_budget(ds)
             self._datasets[split] = ds
         return self._datasets[split]
+
+    def _data_budget(self, ds: Dataset) -> Dataset:
+        """The first ceil(U / seq_len) training sequences: a fixed, deterministic subset."""
+        n = math.ceil(self.unique_tokens / self.seq_len)
+        if n > len(ds):
+            raise ValueError(
+                f"data.unique_tokens={self.unique_tokens} is larger than the training corpus "
+                f"({len(ds) * self.seq_len} tokens = {len(ds)} sequences of data.seq_len="
+                f"{self.seq_len}): lower data.unique_tokens or use more data"
+            )
+        logger.info("data budget: %d unique tokens = the first %d of %d training sequences",
+                    n * self.seq_len, n, len(ds))
+        return Subset(ds, range(n))
+
+    @property
+    def train_tokens_per_epoch(self) -> int:
+        """Unique training tokens (sequences x seq_len); epochs = tokens trained / this."""
+        return self.num_train_samples * self.seq_len
 
     @property
     def num_train_tokens(self) -> int:

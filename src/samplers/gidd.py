@@ -1,0 +1,153 @@
+"""GIDD samplers (von Ruette et al. 2025): ancestral (exact reverse posterior of the hybrid
+process with x replaced by the model's x_hat) and adaptive (self-correcting)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from src.samplers.base import Sampler
+from src.samplers.categorical import apply_temperature, sample_categorical, top_p_filter, uniform64
+
+
+def check_gidd_algo(algo: Any, sampler: str) -> None:
+    """One clear error when the algo has no hybrid-noise denoiser."""
+    if not (hasattr(algo, "hybrid") and hasattr(algo, "clean_probs")):
+        name = getattr(algo, "name", type(algo).__name__)
+        fix = getattr(algo, "default_sampler", "") or "the algo's own sampler"
+        raise ValueError(
+            f"sampler={sampler} needs a GIDD algo (algo=gidd), got algo={name}: use sampler={fix}"
+        )
+
+
+def _start(algo: Any, n: int, length: int, prompt: torch.Tensor | None,
+           infill: torch.Tensor | None, generator: torch.Generator | None
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z, fixed): a draw from the prior pi_1 (mask or uniform real token) at free positions."""
+    hyb, device = algo.hybrid, torch.device(algo.device)
+    a1 = float(hyb.mix(torch.ones(1, dtype=torch.float64, device=device))[0])
+    u = uniform64((n, length), generator, device)
+    idx = (uniform64((n, length), generator, device) * hyb.k).long().clamp_max(hyb.k - 1)
+    z = torch.where(u < 1 - a1, hyb.mask_id, idx + (idx >= hyb.mask_id).long())
+    fixed = torch.zeros(n, length, dtype=torch.bool, device=device)
+    if infill is not None:
+        fixed = infill != hyb.mask_id
+        z = torch.where(fixed, infill, z)
+    elif prompt is not None:
+        fixed[:, : prompt.shape[1]] = True
+        z[:, : prompt.shape[1]] = prompt
+    return z, fixed
+
+
+class GIDDAncestral(Sampler):
+    """t_k = linspace(1, 0, steps + 1); z_s ~ p(z_s | z_t) = q_{t|s}(z_t | z_s) q_s(z_s | x_hat) /
+    q_t(z_t | x_hat) per position (GIDD eq. 4, `HybridNoise.reverse_probs`), float64
+    Gumbel-max. The last step goes to alpha = 1, where q_0(. | x_hat) = x_hat.
+
+    Args:
+        steps: Number of denoising steps (network calls).
+        top_p: Nucleus applied to x_hat before forming the posterior (1 = off).
+        progress: Show a tqdm bar (None = only on a terminal).
+    """
+
+    supports_infill = True
+
+    def __init__(self, steps: int = 128, top_p: float = 1.0, progress: bool | None = None) -> None:
+        super().__init__()
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}: pass steps=1 or more")
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}: use 1.0 to disable it")
+        self.steps, self.top_p, self.progress = int(steps), float(top_p), progress
+
+    def check_algo(self, algo: Any) -> None:
+        """Raise one clear ValueError (naming a compatible sampler) for a non-GIDD algo."""
+        check_gidd_algo(algo, "gidd_ancestral")
+
+    def _generate(self, algo: Any, n: int, length: int, steps: int | None, *,
+                  prompt: torch.Tensor | None, infill: torch.Tensor | None,
+                  generator: torch.Generator | None) -> torch.Tensor:
+        self.check_algo(algo)
+        steps = self.steps if steps is None else int(steps)
+        z, fixed = _start(algo, n, length, prompt, infill, generator)
+        ts = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64).tolist()
+        for k in self._progress(range(steps), steps, "GIDD sampling"):
+            xhat = algo.clean_probs(z, torch.full((n,), ts[k], device=z.device))
+            self.nfe += 1
+            if self.top_p < 1.0:
+                xhat = top_p_filter(xhat, self.top_p)
+            probs = algo.hybrid.reverse_probs(xhat, z, ts[k], ts[k + 1])
+            z = torch.where(fixed, z, sample_categorical(probs, generator))
+        return z
+
+
+class GIDDAdaptive(Sampler):
+    """Self-correcting sampler: each step changes the k positions with the largest
+    score (max_v x_hat(v) - x_hat(z_i)) * pi_t(z_i) (how sure the model is that z_i is
+    wrong, times how likely z_i is noise), k = ceil(free positions / steps). Masked
+    positions score x_hat_max * (1 - a_t); a visible token may be revised later. New
+    tokens are drawn from x_hat (temperature 0 = argmax). [MASK]s left after the last
+    step are filled from one more call at t = 0.
+
+    Args:
+        steps: Number of steps (network calls, plus at most one).
+        temperature: Temperature of the replacement draw (0 = greedy).
+        top_p: Nucleus on x_hat for the replacement draw (1 = off).
+        progress: Show a tqdm bar (None = only on a terminal).
+    """
+
+    supports_infill = True
+
+    def __init__(self, steps: int = 128, temperature: float = 1.0, top_p: float = 1.0,
+                 progress: bool | None = None) -> None:
+        super().__init__()
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}: pass steps=1 or more")
+        if temperature < 0 or not 0.0 < top_p <= 1.0:
+            raise ValueError(f"need temperature >= 0 and top_p in (0, 1], got {temperature}, {top_p}")
+        self.steps, self.temperature, self.top_p = int(steps), float(temperature), float(top_p)
+        self.progress = progress
+        self.revisions = 0  # visible real tokens replaced in the last call
+
+    def check_algo(self, algo: Any) -> None:
+        """Raise one clear ValueError (naming a compatible sampler) for a non-GIDD algo."""
+        check_gidd_algo(algo, "gidd_adaptive")
+
+    def _generate(self, algo: Any, n: int, length: int, steps: int | None, *,
+                  prompt: torch.Tensor | None, infill: torch.Tensor | None,
+                  generator: torch.Generator | None) -> torch.Tensor:
+        self.check_algo(algo)
+        hyb = algo.hybrid
+        steps = self.steps if steps is None else int(steps)
+        z, fixed = _start(algo, n, length, prompt, infill, generator)
+        per_step = max(1, math.ceil(int((~fixed).sum(1).max()) / steps))
+        ts = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64).tolist()
+        self.revisions = 0
+        for k in self._progress(range(steps), steps, "GIDD adaptive sampling"):
+            t = torch.full((n,), ts[k], device=z.device, dtype=torch.float64)
+            xhat = algo.clean_probs(z, t.float())
+            self.nfe += 1
+            a = hyb.mix(t)[0]
+            score = (xhat.max(-1).values - xhat.gather(-1, z[..., None]).squeeze(-1)) * hyb.pi_at(z, a)
+            score = score.masked_fill(fixed | (score <= 0), -math.inf)
+            top = score.topk(min(per_step, length), dim=-1)
+            change = torch.isfinite(top.values)
+            new = self._draw(xhat.gather(1, top.indices[..., None].expand(-1, -1, xhat.shape[-1])),
+                             generator)
+            old = z.gather(1, top.indices)
+            self.revisions += int((change & (old != hyb.mask_id) & (new != old)).sum())
+            z = z.scatter(1, top.indices, torch.where(change, new, old))
+        left = z == hyb.mask_id
+        if bool(left.any()):
+            xhat = algo.clean_probs(z, torch.zeros(n, device=z.device))
+            self.nfe += 1
+            z = torch.where(left, self._draw(xhat, generator), z)
+        return z
+
+    def _draw(self, p: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        if self.top_p < 1.0:
+            p = top_p_filter(p, self.top_p)
+        return sample_categorical(apply_temperature(p.log(), self.temperature), generator,
+                                  log_space=True)
