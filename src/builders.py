@@ -105,6 +105,5 @@ def build_trainer(
         callbacks=build_callbacks(cfg) + extra_callbacks,
         max_steps=max_steps,
         check_val_every_n_epoch=None,
-        limit_val_batches=cfg.training.val_max_batches,
         use_distributed_sampler=False,  # our samplers shard by rank themselves (exact, no padding)
     )

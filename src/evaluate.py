@@ -31,11 +31,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     accelerator = "auto" if cfg.device == "auto" else cfg.device
     trainer = L.Trainer(
         accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
-        limit_val_batches=cfg.max_batches, enable_progress_bar=True,
+        enable_progress_bar=True,
         precision=run.cfg.trainer.precision,
     )
+    run.datamodule.val_max_batches = cfg.max_batches  # global cap: the same for any world size
     nll_sum = tokens = 0.0
-    for _ in range(int(cfg.repeats)):
+    for i in range(int(cfg.repeats)):
+        run.algo.eval_pass = i  # fresh diffusion noise per pass (pass 0 = training's validation)
         trainer.validate(run.algo, datamodule=run.datamodule, verbose=False)
         nll_sum += run.algo.val_totals[0]
         tokens += run.algo.val_totals[1]

@@ -80,6 +80,18 @@ def test_evaluate_reproduces_validation_nll(runs, algo, tmp_path):
     assert metrics["nll"] == pytest.approx(runs[algo]["val_nll"], rel=1e-4)
     assert metrics["is_bound"] == (algo != "ar")
 
+    # repeats=2 adds a second Monte-Carlo pass with fresh noise: a different estimate for
+    # the diffusion bound, the same exact NLL for AR.
+    proc = _cli("src.evaluate", f"ckpt={run_dir}", "max_batches=3", "repeats=2", f"out={out}",
+                f"paths.log_dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    twice = json.loads(out.read_text())["nll"]
+    if algo == "ar":
+        assert twice == pytest.approx(metrics["nll"], rel=1e-6)
+    else:
+        assert twice != pytest.approx(metrics["nll"], rel=1e-6)
+        assert twice == pytest.approx(metrics["nll"], rel=0.2)
+
 
 def test_sample_cli_with_prompt_and_own_ar_judge(runs, tmp_path):
     out = tmp_path / "samples.json"

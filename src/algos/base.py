@@ -59,6 +59,7 @@ class Algo(L.LightningModule):
         self.seed = seed
         self.ema = EMA(backbone, ema) if ema > 0 else None
         self.micro_step = 0  # training micro-batches consumed; drives all training noise
+        self.eval_pass = 0  # which Monte-Carlo pass of the validation noise (evaluate repeats=N)
         # torch.compile on the inner module only (compiling the LightningModule breaks self.log).
         self._net = torch.compile(backbone) if compile else backbone
         self._val_nll = self._val_tokens = None
@@ -117,7 +118,11 @@ class Algo(L.LightningModule):
             self.ema.swap_in(self.backbone)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        rng = StepRandomness.for_eval(self.device, self.seed, self.global_rank, batch_idx)
+        # Keyed by the global batch number (not rank + local index) and the pass: any number
+        # of ranks draws the same noise; evaluate.py's repeated passes draw fresh noise.
+        sampler = getattr(self.trainer.datamodule, "val_sampler", None) if self._trainer else None
+        global_batch = sampler.global_index(batch_idx) if sampler is not None else batch_idx
+        rng = StepRandomness.for_eval(self.device, self.seed, global_batch, self.eval_pass)
         out = self.loss(batch, rng)
         self._val_nll += out.nll_sum.double()
         self._val_tokens += out.n_tokens.double()

@@ -19,7 +19,7 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from src.data import splits
-from src.data.loader import ResumableBatchSampler, ShardedSequentialBatchSampler, make_loader
+from src.data.loader import EvalBatchSampler, ResumableBatchSampler, make_loader
 from src.data.memmap import TokenStream
 from src.data.packing import PackedDataset, PaddedDataset
 from src.data.spec import DataSpec, tokenizer_config
@@ -113,6 +113,8 @@ class LMDataModule(L.LightningDataModule):
         self.eval_batch_size = int(eval_batch_size or batch_size)
         self.num_workers, self.mode, self.seed = int(num_workers), mode, int(seed)
         self.max_train_batches = None if max_train_batches is None else int(max_train_batches)
+        # Cap on validation batches, global over ranks (train/evaluate set it from their config).
+        self.val_max_batches: int | None = None
         self.shuffle = bool(shuffle)
         self.unique_tokens = None if unique_tokens is None else int(unique_tokens)
         if self.unique_tokens is not None and self.unique_tokens < 1:
@@ -229,13 +231,13 @@ class LMDataModule(L.LightningDataModule):
         return make_loader(self.dataset("train"), self.train_sampler, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        """Sequential loader over this rank's unpadded validation shard."""
+        """Sequential loader over this rank's share of the (first ``val_max_batches``)
+        validation batches; the same global batches for any number of ranks."""
         self._check_distributed()
         ds = self.dataset("validation")
-        sampler = ShardedSequentialBatchSampler(
-            len(ds), self.eval_batch_size, self.world_size, self.rank
-        )
-        return make_loader(ds, sampler, self.num_workers)
+        self.val_sampler = EvalBatchSampler(len(ds), self.eval_batch_size, self.world_size,
+                                            self.rank, self.val_max_batches)
+        return make_loader(ds, self.val_sampler, self.num_workers)
 
     # ---- resume state ----------------------------------------------------------------------
     def epoch_of(self, batch_index: int) -> int:

@@ -144,24 +144,38 @@ class ResumableBatchSampler(Sampler[list[int]]):
         self.position = stop
 
 
-class ShardedSequentialBatchSampler(Sampler[list[int]]):
-    """Contiguous, unpadded per-rank shard of ``range(num_samples)`` in order, in batches."""
+class EvalBatchSampler(Sampler[list[int]]):
+    """Evaluation batches of ``range(num_samples)`` in order, dealt round-robin to ranks.
 
-    def __init__(
-        self, num_samples: int, batch_size: int, world_size: int = 1, rank: int = 0
-    ) -> None:
+    Global batch ``g`` is ``[g * batch_size, (g + 1) * batch_size)`` (the last one shorter, no
+    padding, no repeats) and goes to rank ``g % world_size``: the batches, and so the metric
+    and its noise (keyed by ``g``, see ``global_index``), are the same for any world size.
+
+    Args:
+        max_batches: evaluate only the first this many global batches (None = all).
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, world_size: int = 1, rank: int = 0,
+                 max_batches: int | None = None) -> None:
         if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"bad batch_size={batch_size}, world_size={world_size}, rank={rank}")
-        self.batch_size = batch_size
-        self.start = num_samples * rank // world_size
-        self.stop = num_samples * (rank + 1) // world_size
+        if max_batches is not None and max_batches < 1:
+            raise ValueError(f"the validation batch cap must be >= 1 (null = all), got {max_batches}")
+        self.num_samples, self.batch_size = num_samples, batch_size
+        self.world_size, self.rank = world_size, rank
+        n = -(-num_samples // batch_size)
+        self.num_global_batches = n if max_batches is None else min(n, max_batches)
+
+    def global_index(self, local_index: int) -> int:
+        """Global batch number of this rank's ``local_index``-th batch."""
+        return local_index * self.world_size + self.rank
 
     def __len__(self) -> int:
-        return -(-(self.stop - self.start) // self.batch_size)
+        return len(range(self.rank, self.num_global_batches, self.world_size))
 
     def __iter__(self) -> Iterator[list[int]]:
-        for s in range(self.start, self.stop, self.batch_size):
-            yield list(range(s, min(s + self.batch_size, self.stop)))
+        for g in range(self.rank, self.num_global_batches, self.world_size):
+            yield list(range(g * self.batch_size, min((g + 1) * self.batch_size, self.num_samples)))
 
 
 class ResumableDataLoader(DataLoader):

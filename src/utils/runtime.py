@@ -11,10 +11,19 @@ import torch
 log = logging.getLogger(__name__)
 
 
+def available_cpus() -> int:
+    """CPUs this process may use: Slurm's allocation, else the affinity mask, else all."""
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        return int(os.environ["SLURM_CPUS_PER_TASK"])
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def setup_torch(threads: int | None = None) -> None:
     """Fast matmuls on GPUs (TF32), a sane CPU thread count, quiet known-harmless warnings."""
     if threads is None and "OMP_NUM_THREADS" not in os.environ:
-        threads = os.cpu_count() or 1
+        threads = available_cpus()
     if threads:
         torch.set_num_threads(threads)
     torch.set_float32_matmul_precision("high")

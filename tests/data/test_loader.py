@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from src.data.loader import ResumableBatchSampler, ShardedSequentialBatchSampler, make_loader
+from src.data.loader import EvalBatchSampler, ResumableBatchSampler, make_loader
 
 
 class IndexDataset(Dataset):
@@ -114,18 +114,26 @@ def test_lengths_and_epoch_passes():
     assert first + second == _stream(ResumableBatchSampler(40, 4, seed=1, max_batches=20))[6:]
 
 
-def test_validation_shards_are_disjoint_unpadded_and_ordered():
-    n = 23
+def test_validation_batches_are_the_same_for_any_world_size():
+    n, bs = 23, 4
+    single = list(EvalBatchSampler(n, bs))
+    assert [i for b in single for i in b] == list(range(n))  # ordered, unpadded, no repeats
     for world in (1, 2, 3, 5):
-        shards = [
-            [i for b in ShardedSequentialBatchSampler(n, 4, world, r) for i in b]
-            for r in range(world)
-        ]
-        assert [i for s in shards for i in s] == list(range(n))
-        lens = [len(ShardedSequentialBatchSampler(n, 4, world, r)) for r in range(world)]
-        assert lens == [
-            len(list(ShardedSequentialBatchSampler(n, 4, world, r))) for r in range(world)
-        ]
+        by_global = {}
+        for r in range(world):
+            sampler = EvalBatchSampler(n, bs, world, r)
+            batches = list(sampler)
+            assert len(batches) == len(sampler)
+            by_global.update({sampler.global_index(k): b for k, b in enumerate(batches)})
+        assert [by_global[g] for g in sorted(by_global)] == single
+
+
+def test_validation_cap_is_global_over_ranks():
+    capped = [b for r in range(2) for b in EvalBatchSampler(23, 4, 2, r, max_batches=3)]
+    assert sorted(capped) == list(EvalBatchSampler(23, 4, max_batches=3))
+    assert len(list(EvalBatchSampler(23, 4, max_batches=100))) == 6
+    with pytest.raises(ValueError, match=">= 1"):
+        EvalBatchSampler(23, 4, max_batches=0)
 
 
 def test_bad_sampler_arguments():

@@ -126,7 +126,7 @@ def _wait_for_checkpoint_then_kill(proc: subprocess.Popen, ckpts: Path, rng: ran
     while proc.poll() is None:
         new = {p.name for p in ckpts.glob("step*.ckpt")} - after
         if new:
-            time.sleep(rng.uniform(0.0, 2.5))  # anywhere inside the next steps / a save
+            time.sleep(rng.uniform(0.0, 1.5))  # anywhere inside the next steps / a save
             if proc.poll() is not None:
                 return False
             proc.kill()
@@ -138,15 +138,18 @@ def _wait_for_checkpoint_then_kill(proc: subprocess.Popen, ckpts: Path, rng: ran
 
 @pytest.mark.slow
 def test_sigkill_three_times_then_resume_is_bitwise_equal(tmp_path):
-    steps, every = 40, 5
+    steps, every = 80, 5
     args = [*tiny_overrides(tmp_path / "a", *EXTRA, steps=steps, every=every),
             *recorder_overrides(tmp_path / "a" / "steps.jsonl")]
+    # ~0.15 s per step: each life does a few checkpoints' worth, the kills land at random
+    # steps (and inside saves), and the run cannot finish before the third kill.
+    slow = ["+callbacks.slow._target_=tests.resume.helpers.SlowSteps", "+callbacks.slow.seconds=0.05"]
     ref = subprocess.run([sys.executable, "-m", "src.train", *args], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert ref.returncode == 0, ref.stderr[-3000:]
 
     run_args = [*tiny_overrides(tmp_path / "b", *EXTRA, steps=steps, every=every),
-                *recorder_overrides(tmp_path / "b" / "steps.jsonl")]
+                *recorder_overrides(tmp_path / "b" / "steps.jsonl"), *slow]
     ckpts = run_dir_of(tmp_path / "b", steps) / "checkpoints"
     rng, kills, seen = random.Random(1234), 0, set()
     while kills < 3:
