@@ -11,6 +11,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -29,6 +30,7 @@ from src.resume.stop_signals import StopSignals, StoppedEarly, catching_stop_sig
 from src.utils.resolvers import register_resolvers
 from src.utils.cli import one_line_errors, run_cli
 from src.utils.runtime import setup_torch
+from src.utils.strategies import check_strategy_options
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -68,6 +70,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]:
+    check_strategy_options(cfg.trainer.strategy, float(cfg.training.ema))
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -95,6 +98,7 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
     throughput = Throughput(tokens_per_step, fpt, int(cfg.trainer.log_every_n_steps))
     extra = [checkpoint, preemption, throughput, DataProgress(), StoreConfig(cfg)]
     trainer = build_trainer(cfg, run_dir, extra, max_steps)
+    sharded = isinstance(trainer.strategy, FSDPStrategy)
     accum = accumulation_steps(global_batch, int(cfg.data.batch_size), trainer.world_size)
     trainer.accumulate_grad_batches = accum
     trainer.val_check_interval = int(cfg.training.val_every_n_steps) * accum
@@ -139,7 +143,10 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
     }
     if trainer.is_global_zero:
         result.update(dm.unigram_baseline())
-        result["samples"] = generate_samples(cfg, algo, tok)
+        if sharded and int(cfg.eval.num_samples) > 0:
+            # A sharded model's forward needs every rank; sample from last.ckpt instead.
+            log.info("FSDP: no end-of-run samples; run python -m src.sample ckpt=%s", run_dir)
+        result["samples"] = [] if sharded else generate_samples(cfg, algo, tok)
         write_json(run_dir / "samples.json", result["samples"])
         write_json(run_dir / RESULT_FILE, {k: v for k, v in result.items() if k != "samples"})
     return result

@@ -17,7 +17,9 @@ from typing import Any
 import lightning as L
 import torch
 
-from tests.conftest import ROOT
+# Not tests.conftest.ROOT: importing conftest sets torch's thread count, and these callbacks
+# are imported inside `python -m src.train` runs whose numerics must not change with them.
+ROOT = Path(__file__).resolve().parents[2]
 
 # Columns that depend on wall time, not on the training state.
 TIMING_COLUMNS = ("perf/tokens_per_s",)
