@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_dir
 from src.train import train
 from src.utils.cli import CONFIG_DIR
 from src.utils.resolvers import register_resolvers
+from tests.cli import cli_error
 from tests.conftest import ROOT
 
 register_resolvers()
@@ -113,16 +114,20 @@ def test_prompt_longer_than_sequence_is_one_clear_line(runs, tmp_path):
     assert last.startswith("error:") and "prompt" in last and "length" in last
 
 
-@pytest.mark.parametrize("setup,needle", [
-    ("missing", "set data.path"),
-    ("empty", "empty"),
-])
-def test_bad_data_is_one_clear_line(tmp_path, setup, needle):
-    path = tmp_path / "corpus.txt"
-    if setup == "empty":
-        path.write_text("")
-    proc = _cli("src.train", "data=text_files", f"data.path={path}", "data.tokenizer.kind=byte",
-                f"paths.log_dir={tmp_path}/runs", f"paths.cache_dir={tmp_path}/cache")
+def test_missing_data_is_one_clear_line(tmp_path):
+    proc = _cli("src.train", "data=text_files", f"data.path={tmp_path}/corpus.txt",
+                "data.tokenizer.kind=byte", f"paths.log_dir={tmp_path}/runs",
+                f"paths.cache_dir={tmp_path}/cache")
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
-    assert lines[-1].startswith("error:") and needle in lines[-1].lower(), lines[-3:]
+    assert lines[-1].startswith("error:") and "set data.path" in lines[-1], lines[-3:]
+
+
+def test_empty_corpus_is_one_clear_line(tmp_path):
+    from src.train import main
+
+    (tmp_path / "corpus.txt").write_text("")
+    line = cli_error(main, "src.train", "data=text_files", f"data.path={tmp_path}/corpus.txt",
+                     "data.tokenizer.kind=byte", f"paths.log_dir={tmp_path}/runs",
+                     f"paths.cache_dir={tmp_path}/cache")
+    assert "empty" in line.lower(), line

@@ -4,15 +4,13 @@ sequences, repeated epoch after epoch, each epoch a fresh permutation of exactly
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from src.data.datamodule import DataProgress, LMDataModule
-from tests.conftest import ROOT
+from tests.cli import cli_error
 from tests.data.helpers import make_docs, write_text_files
 
 SEQ, BATCH = 16, 4
@@ -80,12 +78,9 @@ def test_budget_larger_than_the_corpus_is_one_clear_error(corpus):
 
 def test_budget_error_is_one_line_from_the_cli(corpus, tmp_path):
     folder, cache = corpus
-    proc = subprocess.run(
-        [sys.executable, "-m", "src.train", "data=text_files", f"data.path={folder}",
-         "data.tokenizer.kind=byte", "data.seq_len=16", "data.unique_tokens=1e9",
-         "model=0.13M", f"paths.log_dir={tmp_path}", f"paths.cache_dir={cache}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )
-    last = proc.stderr.strip().splitlines()[-1]
-    assert proc.returncode == 1 and last.startswith("error: data.unique_tokens="), last
-    assert "training corpus" in last
+    from src.train import main
+
+    line = cli_error(main, "src.train", "data=text_files", f"data.path={folder}",
+                     "data.tokenizer.kind=byte", "data.seq_len=16", "data.unique_tokens=1e9",
+                     "model=0.13M", f"paths.log_dir={tmp_path}", f"paths.cache_dir={cache}")
+    assert line.startswith("error: data.unique_tokens=") and "training corpus" in line, line
