@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.special import log_ndtr
+
+from src.utils.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +142,8 @@ def duality_table(k: int, cache_dir: str | os.PathLike[str] | None = None) -> Du
 
 def _save(path: Path, table: DualityTable) -> None:
     """Write atomically (temp file + rename) so concurrent runs never read half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(fd)
     k = table.k
-    np.savez(tmp, gamma=table._gamma.numpy(), integral=table.integral.numpy(),
-             dintegral=table._dalpha.numpy() * (k - 1.0) / k)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.savez(f, gamma=table._gamma.numpy(),
+                                          integral=table.integral.numpy(),
+                                          dintegral=table._dalpha.numpy() * (k - 1.0) / k),
+                 mode="wb")

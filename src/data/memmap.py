@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from src.utils.atomic import atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
@@ -147,11 +149,7 @@ class TokenWriter:
 
 def write_json(path: str | Path, obj: dict[str, Any]) -> None:
     """Writes JSON via a unique temp file + rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
 def read_json(path: str | Path) -> dict[str, Any]:

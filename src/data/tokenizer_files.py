@@ -6,13 +6,14 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer as RustTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
+
+from src.utils.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +64,6 @@ def train_bpe(texts: list[str], vocab_size: int) -> RustTokenizer:
     return backend
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Writes via a unique temp file + rename so concurrent ranks never read half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def trained_bpe(
     texts: Iterable[str], vocab_size: int, cache_dir: Path
 ) -> tuple[RustTokenizer, str]:
@@ -91,7 +84,7 @@ def trained_bpe(
         return load_json_tokenizer(path), digest
     logger.info("training BPE tokenizer (vocab %d) on %d documents", vocab_size, len(texts))
     backend = train_bpe(texts, vocab_size)
-    _atomic_write_text(path, backend.to_str())
+    atomic_write_text(path, backend.to_str())
     logger.info("saved BPE tokenizer to %s", path)
     return backend, digest
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from typing import Any
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+from src.utils.atomic import atomic_write
 
 
 class ResumableExperimentWriter(ExperimentWriter):
@@ -53,16 +54,12 @@ class ResumableExperimentWriter(ExperimentWriter):
 
     def _write_all(self, fieldnames: list[str], rows: list[dict[str, Any]]) -> None:
         # Temp file + rename: a job killed mid-rewrite leaves the old file, not half of it.
-        fd, tmp = tempfile.mkstemp(dir=self.log_dir, prefix=".metrics.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=fieldnames)
-                writer.writeheader()
-                writer.writerows(rows)
-            os.replace(tmp, self.metrics_file_path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        def write(f: Any) -> None:
+            writer = csv.DictWriter(f, fieldnames=fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
+
+        atomic_write(self.metrics_file_path, write, newline="")
 
 
 def _step_of(row: dict[str, Any]) -> float:
