@@ -14,9 +14,13 @@ from hydra.core.global_hydra import GlobalHydra
 from src.utils.cli import CONFIG_DIR, run_cli
 
 # In-process, Hydra resolves the decorator's relative config_path as a Python package; point
-# it at the folder instead, and keep Hydra from reconfiguring the test process's logging.
+# it at the folder instead, and keep Hydra quiet without touching the test process's logging: a
+# null root makes Hydra skip dictConfig, whose `disable_existing_loggers` (set by the `disabled`
+# logging config) would silence every module logger created so far, and with them the caplog
+# checks of later tests.
 CONFIG = ("--config-path", str(CONFIG_DIR))
-QUIET = ("hydra/job_logging=disabled", "hydra/hydra_logging=disabled")
+QUIET = ("hydra/job_logging=disabled", "hydra/hydra_logging=disabled",
+         "hydra.job_logging.root=null", "hydra.hydra_logging.root=null")
 
 
 def cli_error(main: object, module: str, *args: str) -> str:
