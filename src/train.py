@@ -131,6 +131,9 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
         "tokens": trainer.global_step * tokens_per_step,
         "flops": trainer.global_step * tokens_per_step * fpt,
         "flops_per_token": fpt,
+        # Data repetition: unique training tokens seen per epoch, and epochs over them.
+        "unique_tokens": dm.train_tokens_per_epoch,
+        "epochs": trainer.global_step * tokens_per_step / dm.train_tokens_per_epoch,
         "flops_convention": str(cfg.flops.convention),
         "flops_budget": None if budget is None else float(budget),
         "val_nll": final["val/nll"],

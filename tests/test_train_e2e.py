@@ -51,6 +51,8 @@ def test_run_writes_result_row(runs, algo):
     on_disk = json.loads((Path(result["run_dir"]) / "result.json").read_text())
     assert RESULT_KEYS <= set(on_disk)
     assert on_disk["steps"] == 6 and on_disk["tokens"] == 6 * 4 * 32
+    assert on_disk["epochs"] == pytest.approx(on_disk["tokens"] / on_disk["unique_tokens"])
+    assert on_disk["unique_tokens"] > 100_000  # the whole byte-level Shakespeare train split
     assert on_disk["flops"] == pytest.approx(on_disk["tokens"] * on_disk["flops_per_token"])
     assert 0 < on_disk["val_nll"] < 7 and on_disk["val_ppl"] > 1
     assert len(json.loads((Path(result["run_dir"]) / "samples.json").read_text())) == 2
