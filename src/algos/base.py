@@ -124,6 +124,8 @@ class Algo(L.LightningModule):
         global_batch = sampler.global_index(batch_idx) if sampler is not None else batch_idx
         rng = StepRandomness.for_eval(self.device, self.seed, global_batch, self.eval_pass)
         out = self.loss(batch, rng)
+        if sampler is not None and sampler.is_padding(global_batch):
+            return  # run (collectives stay in step across ranks), never counted
         self._val_nll += out.nll_sum.double()
         self._val_tokens += out.n_tokens.double()
 

@@ -16,10 +16,11 @@ continues the uninterrupted stream exactly.
 The sampler runs in the main process; DataLoader workers only fetch the
 index lists they are handed, so samples are never duplicated across workers.
 
-Validation stream. Rank ``r`` takes the contiguous shard
-``[floor(N*r/W), floor(N*(r+1)/W))`` in order; no padding or repeats (unlike
-``DistributedSampler``), so token-weighted metrics are exact. Ranks may get
-different numbers of batches.
+Validation stream. Global batch ``g`` (``batch_size`` consecutive samples in order)
+goes to rank ``g % W``; no sample is repeated in the metric (unlike ``DistributedSampler``),
+so token-weighted metrics are exact. Every rank runs the same number of batches: ranks
+short of one get a padding batch, which the model runs (FSDP gathers parameters in every
+forward, so unequal counts would hang) but whose loss is not counted.
 """
 
 from __future__ import annotations
@@ -148,8 +149,12 @@ class EvalBatchSampler(Sampler[list[int]]):
     """Evaluation batches of ``range(num_samples)`` in order, dealt round-robin to ranks.
 
     Global batch ``g`` is ``[g * batch_size, (g + 1) * batch_size)`` (the last one shorter, no
-    padding, no repeats) and goes to rank ``g % world_size``: the batches, and so the metric
-    and its noise (keyed by ``g``, see ``global_index``), are the same for any world size.
+    repeats) and goes to rank ``g % world_size``: the batches, and so the metric and its noise
+    (keyed by ``g``, see ``global_index``), are the same for any world size. Each rank yields
+    ``ceil(batches / world_size)`` batches; the slots past the last global batch repeat batch
+    0 and are flagged by ``is_padding`` so that their loss is not counted. Without them a rank
+    could get no batch at all (Lightning refuses that) or one fewer than the others (a hang
+    under FSDP, whose forward is a collective).
 
     Args:
         max_batches: evaluate only the first this many global batches (None = all).
@@ -170,11 +175,17 @@ class EvalBatchSampler(Sampler[list[int]]):
         """Global batch number of this rank's ``local_index``-th batch."""
         return local_index * self.world_size + self.rank
 
+    def is_padding(self, global_index: int) -> bool:
+        """True for the filler slots that only keep the ranks' batch counts equal."""
+        return global_index >= self.num_global_batches
+
     def __len__(self) -> int:
-        return len(range(self.rank, self.num_global_batches, self.world_size))
+        return -(-self.num_global_batches // self.world_size)
 
     def __iter__(self) -> Iterator[list[int]]:
-        for g in range(self.rank, self.num_global_batches, self.world_size):
+        for k in range(len(self)):
+            g = self.global_index(k)
+            g = 0 if self.is_padding(g) else g
             yield list(range(g * self.batch_size, min((g + 1) * self.batch_size, self.num_samples)))
 
 

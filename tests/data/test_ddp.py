@@ -27,12 +27,15 @@ SCRIPT = textwrap.dedent(
         def __init__(self):
             super().__init__()
             self.w = torch.nn.Parameter(torch.zeros(1))
-            self.seen, self.val = [], []
+            self.seen, self.val, self.n_val_steps = [], [], 0
         def training_step(self, batch, i):
             self.seen.append(batch["input_ids"].clone())
             return self.w.sum() * batch["input_ids"].float().mean()
         def validation_step(self, batch, i):
-            self.val.append(batch["input_ids"].clone())
+            sampler = self.trainer.datamodule.val_sampler
+            if not sampler.is_padding(sampler.global_index(i)):
+                self.val.append(batch["input_ids"].clone())
+            self.n_val_steps += 1
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.0)
 
@@ -48,7 +51,8 @@ SCRIPT = textwrap.dedent(
                         limit_val_batches=1.0, val_check_interval=8)
     trainer.fit(model, datamodule=dm)
     torch.save({{"train": model.seen, "val": model.val, "consumed": dm.consumed_batches,
-                "world": dm.world_size, "n_val": len(dm.dataset("validation"))}},
+                "world": dm.world_size, "n_val": len(dm.dataset("validation")),
+                "n_val_steps": model.n_val_steps}},
                {out!r} + f"/rank{{trainer.global_rank}}.pt")
     """
 )
@@ -74,4 +78,7 @@ def test_two_process_ddp_shards_train_and_validation(tmp_path):
         rows_b = {tuple(x.tolist()) for x in b}
         assert len(rows_a) == len(rows_b) == 3 and not rows_a & rows_b
     val_rows = [tuple(x.tolist()) for v in r0["val"] + r1["val"] for x in v]
-    assert len(val_rows) == r0["n_val"]  # no DistributedSampler-style padding or repeats
+    assert len(val_rows) == r0["n_val"]  # every counted sample once, no repeats
+    # A validation set of one batch: rank 1 runs a padding batch (never counted) so that both
+    # ranks take the same number of validation steps.
+    assert r0["n_val_steps"] == r1["n_val_steps"] >= 1

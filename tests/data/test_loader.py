@@ -118,19 +118,24 @@ def test_validation_batches_are_the_same_for_any_world_size():
     n, bs = 23, 4
     single = list(EvalBatchSampler(n, bs))
     assert [i for b in single for i in b] == list(range(n))  # ordered, unpadded, no repeats
-    for world in (1, 2, 3, 5):
-        by_global = {}
+    for world in (1, 2, 3, 5, 8):  # 8 ranks > 6 batches: two ranks hold only padding
+        by_global, lengths = {}, set()
         for r in range(world):
             sampler = EvalBatchSampler(n, bs, world, r)
             batches = list(sampler)
-            assert len(batches) == len(sampler)
-            by_global.update({sampler.global_index(k): b for k, b in enumerate(batches)})
+            lengths.add(len(batches))
+            assert len(batches) == len(sampler) >= 1
+            by_global.update({sampler.global_index(k): b for k, b in enumerate(batches)
+                              if not sampler.is_padding(sampler.global_index(k))})
+        assert lengths == {-(-len(single) // world)}  # equal counts: no rank waits on another
         assert [by_global[g] for g in sorted(by_global)] == single
 
 
 def test_validation_cap_is_global_over_ranks():
-    capped = [b for r in range(2) for b in EvalBatchSampler(23, 4, 2, r, max_batches=3)]
+    ranks = [EvalBatchSampler(23, 4, 2, r, max_batches=3) for r in range(2)]
+    capped = [b for s in ranks for k, b in enumerate(s) if not s.is_padding(s.global_index(k))]
     assert sorted(capped) == list(EvalBatchSampler(23, 4, max_batches=3))
+    assert len(ranks[0]) == len(ranks[1]) == 2 and ranks[1].is_padding(ranks[1].global_index(1))
     assert len(list(EvalBatchSampler(23, 4, max_batches=100))) == 6
     with pytest.raises(ValueError, match=">= 1"):
         EvalBatchSampler(23, 4, max_batches=0)

@@ -12,8 +12,10 @@ from tests.resume.helpers import (assert_equal_tree, load_last, metric_rows, rea
                                   recorder_overrides, run_dir_of, tiny_overrides, train_cli)
 
 STEPS = 6
-# 8 sequences per optimizer step: 1 process x 2 accumulation steps vs 2 processes x 1.
-COMMON = ("training.global_batch_size=8", "model.dropout=0.1", "training.ema=0.9")
+# 8 sequences per optimizer step: 1 process x 2 accumulation steps vs 2 processes x 1. Three
+# validation batches over two ranks: rank 1 runs a padding batch that must not be counted.
+COMMON = ("training.global_batch_size=8", "model.dropout=0.1", "training.ema=0.9",
+          "training.val_max_batches=3")
 DDP = ("trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp")
 
 
