@@ -71,3 +71,21 @@ def test_config_instantiates():
     assert type(sampler) is DUOAncestral and sampler.steps == 8 and sampler.top_p == 1.0
     with pytest.raises(ValueError, match="top_p"):
         DUOAncestral(top_p=0.0)
+
+
+@pytest.mark.parametrize("alpha_t,alpha_s", [(0.05, 0.2), (0.5, 0.55), (0.3, 1.0)])
+def test_mixture_draw_has_the_dense_posterior_law(alpha_t, alpha_s):
+    """Drawing the part (stay / from x_theta / uniform) first is the same law as the dense
+    (..., K) reverse posterior, for every current token i (a wrong weight shifts the TV)."""
+    from src.algos.uniform_noise import reverse_posterior
+    from src.samplers.duo import sample_reverse_posterior
+
+    k, n = 5, 40_000
+    x_theta = torch.tensor([0.5, 0.2, 0.15, 0.1, 0.05], dtype=torch.float64)
+    for i in range(k):
+        z = torch.full((n,), i)
+        draws = sample_reverse_posterior(x_theta.expand(n, k), z, alpha_t, alpha_s,
+                                         torch.Generator().manual_seed(i))
+        freq = torch.bincount(draws, minlength=k).double() / n
+        law = reverse_posterior(x_theta[None], z[:1], alpha_t, alpha_s)[0]
+        assert 0.5 * float((freq - law).abs().sum()) < 0.01, (i, freq, law)
