@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter
 
 from src.scaling.analyze import GroupResult, ParametricResult, single_epoch_mask
 from src.scaling.isoflop import IsoFlopFit
 from src.scaling.parametric import ParametricFit
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LOSS_LABEL = "Validation loss (nats/token)"
 
@@ -118,24 +123,16 @@ def plot_optimal(fit: IsoFlopFit, param: ParametricFit | None, path: Path, group
     return _save(fig, path)
 
 
-def lower_envelope(compute: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pareto frontier: runs no cheaper run beats, i.e. the running minimum of loss.
-
-    Args:
-        compute: Compute per run.
-        loss: Loss per run.
-
-    Returns:
-        (compute, loss) of the frontier runs, sorted by compute.
-    """
-    order = np.lexsort((loss, compute))
-    c, l = np.asarray(compute)[order], np.asarray(loss)[order]
-    keep = l < np.minimum.accumulate(np.concatenate([[np.inf], l[:-1]]))
-    return c[keep], l[keep]
+def best_per_budget(table: "pd.DataFrame") -> tuple[np.ndarray, np.ndarray]:
+    """(compute, loss) of the lowest-loss run at each nominal budget, sorted by budget."""
+    best = table.loc[table.groupby("budget")["L"].idxmin()].sort_values("budget")
+    return best["C"].to_numpy(), best["L"].to_numpy()
 
 
 def plot_loss_vs_compute(results: list[GroupResult], path: Path) -> Path:
-    """(c) Loss vs compute per group: every run plus its lower envelope.
+    """(c) Loss vs compute per group, log-log: one thin line per model size across budgets,
+    the best run of each budget joined (the empirical compute-optimal frontier), and the
+    parametric fit's optimal loss L(N_opt(C), D_opt(C)) dashed where it exists.
 
     Args:
         results: All groups.
@@ -144,20 +141,29 @@ def plot_loss_vs_compute(results: list[GroupResult], path: Path) -> Path:
     Returns:
         ``path``.
     """
-    fig = _new_figure()
+    fig = _new_figure(width=8.0)
     ax = fig.add_subplot()
     colors = colormaps["tab10"]
     for i, r in enumerate(results):
-        color = colors(i % 10)
-        c, l = r.table["C"].to_numpy(), r.table["L"].to_numpy()
-        ax.scatter(c, l, s=12, alpha=0.5, color=color, label=f"{r.name} runs")
-        fc, fl = lower_envelope(c, l)
-        ax.step(fc, fl, where="post", color=color, lw=1.8, label=f"{r.name} frontier")
+        color, t = colors(i % 10), r.table
+        for _, rows in t.sort_values("C").groupby("N"):
+            ax.plot(rows["C"], rows["L"], "-", color=color, lw=0.6, alpha=0.35)
+        ax.scatter(t["C"], t["L"], s=12, alpha=0.55, color=color, label=f"{r.name} runs")
+        bc, bl = best_per_budget(t)
+        ax.plot(bc, bl, "o-", color=color, lw=2.0, ms=5, label=f"{r.name}: best run per budget")
+        if isinstance(r.parametric, ParametricResult) and np.isfinite(r.parametric.fit.G):
+            fit = r.parametric.fit
+            c = np.logspace(np.log10(t["C"].min()), np.log10(t["C"].max()), 100)
+            ax.plot(c, fit.predict(fit.n_opt(c), fit.d_opt(c)), "--", color=color, lw=1.2,
+                    label=f"{r.name}: parametric L(N_opt, D_opt)")
     ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+        axis(FormatStrFormatter("%.2g"))  # losses span < 10x: plain numbers, not 10^x
     ax.set_xlabel("Compute C (FLOPs)")
     ax.set_ylabel(LOSS_LABEL)
-    ax.set_title("Loss vs compute (lower envelope = Pareto frontier)")
-    ax.legend(fontsize=8)
+    ax.set_title("Loss vs compute (thin lines: one model size across budgets)")
+    ax.legend(fontsize=7, loc="upper right")
     ax.grid(True, which="both", alpha=0.3)
     return _save(fig, path)
 
