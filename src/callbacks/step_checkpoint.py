@@ -90,7 +90,8 @@ class StepCheckpoint(Checkpoint):
     # ---- saving ------------------------------------------------------------------------------
     def _save(self, trainer: L.Trainer, step: int) -> None:
         pending = self.dirpath / f".{step_file_name(step)}.pending"
-        trainer.save_checkpoint(pending)  # every rank calls it (sharded strategies need that)
+        # Every rank calls it (sharded strategies need that); the full state, not weights only.
+        trainer.save_checkpoint(pending, weights_only=False)
         self._pending, self._saved_step = (step, pending), step
 
     def _commit(self, trainer: L.Trainer) -> None:
