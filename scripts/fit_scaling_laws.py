@@ -3,6 +3,7 @@
 Usage:
     python scripts/fit_scaling_laws.py CSV_OR_RUN_ROOT [--out plots/] [--json]
         [--group-col algo] [--params-col params] [--n-boot 200] [--seed 0] [--no-plots]
+        [--max-epochs 1] [--allow-unbracketed]
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--allow-unbracketed", action="store_true",
                    help="use IsoFLOP minima extrapolated beyond the sampled model sizes")
+    p.add_argument("--max-epochs", type=float, default=1.0,
+                   help="runs with up to this many epochs count as fresh data for the IsoFLOP "
+                        "and parametric fits (default 1; more repetition goes to the "
+                        "data-constrained fit only)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     return p.parse_args(argv)
 
@@ -77,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
             require_columns(table, [group_col], source=str(args.source))
         results = analyze(table, group_col=group_col, params_col=args.params_col,
                           n_boot=args.n_boot, seed=args.seed,
-                          allow_unbracketed=args.allow_unbracketed)
-    except (MissingColumnsError, FileNotFoundError) as err:
+                          allow_unbracketed=args.allow_unbracketed,
+                          max_epochs=args.max_epochs)
+    except (MissingColumnsError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     plots = []

@@ -40,12 +40,14 @@ class ParametricResult:
     Attributes:
         fit: Point estimate.
         ci: Bootstrap intervals (None when n_boot is 0).
-        rows: Which rows were used: ``all`` or ``single-epoch``.
+        rows: Which rows were used: ``all``, ``single-epoch`` or ``<= E epochs``.
+        max_epochs: Rows with more epochs than this were left out.
     """
 
     fit: ParametricFit
     ci: BootstrapCI | None
     rows: str
+    max_epochs: float = 1.0
 
 
 @dataclass
@@ -67,26 +69,30 @@ class GroupResult:
     data_constrained: DataConstrainedFit | Skipped
 
 
-def single_epoch_mask(df: pd.DataFrame) -> np.ndarray:
-    """Rows trained on fresh data (at most one epoch); all rows without ``unique_tokens``.
+def single_epoch_mask(df: pd.DataFrame, max_epochs: float = 1.0) -> np.ndarray:
+    """Rows trained on at most `max_epochs` passes over their data; all rows without
+    ``unique_tokens``.
 
-    The compute-optimal laws assume fresh data, so repeated-data runs are left
-    to the data-constrained fit (Muennighoff et al. 2023).
+    The compute-optimal laws assume fresh data, so by default (one epoch) repeated-data
+    runs are left to the data-constrained fit (Muennighoff et al. 2023). A small corpus
+    may count a few epochs as fresh: Muennighoff et al. find up to ~4 epochs nearly as
+    good as new data, and a tiny model cannot memorize its corpus anyway.
 
     Args:
         df: Prepared table.
+        max_epochs: Largest epoch count that still counts as fresh data (>= 1).
 
     Returns:
         Boolean mask over rows.
     """
     if "unique_tokens" not in df.columns:
         return np.ones(len(df), dtype=bool)
-    return unique_and_repeats(df)[1] == 0
+    return unique_and_repeats(df)[1] <= max_epochs - 1.0 + 1e-9
 
 
 def analyze_group(
     name: str, df: pd.DataFrame, *, n_boot: int = 200, seed: int = 0,
-    allow_unbracketed: bool = False,
+    allow_unbracketed: bool = False, max_epochs: float = 1.0,
 ) -> GroupResult:
     """Fit IsoFLOP, parametric and (when applicable) data-constrained laws to one group.
 
@@ -96,13 +102,18 @@ def analyze_group(
         n_boot: Bootstrap replicates (0 disables intervals).
         seed: Bootstrap seed.
         allow_unbracketed: Use IsoFLOP minima extrapolated beyond the sampled N.
+        max_epochs: Rows with up to this many epochs count as fresh data for the
+            IsoFLOP and parametric fits (see :func:`single_epoch_mask`).
 
     Returns:
         The group's results; fits that cannot be made carry a :class:`Skipped` reason.
     """
-    fresh_mask = single_epoch_mask(df)
+    fresh_mask = single_epoch_mask(df, max_epochs)
     fresh = df.loc[fresh_mask].reset_index(drop=True)
-    rows = "all" if fresh_mask.all() else "single-epoch"
+    if fresh_mask.all():
+        rows = "all"
+    else:
+        rows = "single-epoch" if max_epochs == 1.0 else f"<= {max_epochs:g} epochs"
     isoflop = fit_isoflop(fresh, allow_unbracketed=allow_unbracketed)
     if isoflop.reason:
         log.warning("group %s: IsoFLOP laws skipped: %s", name, isoflop.reason)
@@ -113,7 +124,7 @@ def analyze_group(
         if n_boot > 0:
             ci = bootstrap_parametric(fresh["N"], fresh["D"], fresh["L"], fit,
                                       n_boot=n_boot, seed=seed)
-        parametric = ParametricResult(fit, ci, rows)
+        parametric = ParametricResult(fit, ci, rows, max_epochs)
     except FitError as err:
         log.warning("group %s: parametric fit skipped: %s", name, err)
         parametric = Skipped(str(err))
@@ -127,7 +138,7 @@ def analyze_group(
 
 def analyze(
     df: pd.DataFrame, *, group_col: str | None = None, params_col: str = "params",
-    n_boot: int = 200, seed: int = 0, allow_unbracketed: bool = False,
+    n_boot: int = 200, seed: int = 0, allow_unbracketed: bool = False, max_epochs: float = 1.0,
 ) -> list[GroupResult]:
     """Prepare a raw run table and fit every group separately.
 
@@ -138,17 +149,21 @@ def analyze(
         n_boot: Bootstrap replicates.
         seed: Bootstrap seed.
         allow_unbracketed: Use IsoFLOP minima extrapolated beyond the sampled N.
+        max_epochs: Epochs that still count as fresh data (default 1).
 
     Returns:
         One :class:`GroupResult` per group, sorted by name.
 
     Raises:
         MissingColumnsError: If a required column (or ``group_col``) is missing.
+        ValueError: If ``max_epochs`` < 1.
     """
+    if not max_epochs >= 1.0:
+        raise ValueError(f"--max-epochs must be >= 1 (one pass is fresh data), got {max_epochs}")
     prepared = prepare_table(df, params_col=params_col)
     with single_blas_thread():
         return [
             analyze_group(name, rows, n_boot=n_boot, seed=seed,
-                          allow_unbracketed=allow_unbracketed)
+                          allow_unbracketed=allow_unbracketed, max_epochs=max_epochs)
             for name, rows in split_groups(prepared, group_col).items()
         ]

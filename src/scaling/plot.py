@@ -180,7 +180,7 @@ def plot_parametric(res: ParametricResult, r: GroupResult, path: Path) -> Path:
         ``path``.
     """
     fit = res.fit
-    rows = r.table if res.rows == "all" else r.table.loc[single_epoch_mask(r.table)]
+    rows = r.table if res.rows == "all" else r.table.loc[single_epoch_mask(r.table, res.max_epochs)]
     observed = rows["L"].to_numpy()
     predicted = fit.predict(rows["N"].to_numpy(), rows["D"].to_numpy())
     rmse = float(np.sqrt(np.mean((np.log(predicted) - np.log(observed)) ** 2)))

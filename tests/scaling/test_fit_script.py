@@ -105,3 +105,27 @@ def test_run_folder_is_collected_first(tmp_path):
     g = json.loads(proc.stdout)["groups"]["ar"]
     assert g["n_rows"] == 10 and g["isoflop"]["status"] == "ok"
     assert "collected 10 finished run(s)" in proc.stderr
+
+
+def test_max_epochs_counts_repeated_rows_as_fresh(tmp_path):
+    """`--max-epochs 4` feeds the <= 4-epoch rows of a repeated-data table to the parametric
+    fit (1-, 2- and 4-epoch rows: 3 x 20); the default keeps only the 1-epoch rows (20)."""
+    from src.scaling.analyze import single_epoch_mask
+    from src.scaling.table import prepare_table
+
+    table = prepare_table(repeated_data_table(seed=0))
+    assert single_epoch_mask(table).sum() == 20
+    assert single_epoch_mask(table, 4.0).sum() == 60
+    path = tmp_path / "repeat.csv"
+    table.to_csv(path, index=False)
+    reports = {}
+    for extra in ((), ("--max-epochs", "4")):
+        proc = run_script(str(path), "--json", "--n-boot", "0", "--no-plots", *extra, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        reports[extra] = json.loads(proc.stdout)["groups"]["all"]["parametric"]
+    assert reports[()]["rows"] == "single-epoch" and reports[()]["n_points"] == 20
+    assert reports[("--max-epochs", "4")]["rows"] == "<= 4 epochs"
+    assert reports[("--max-epochs", "4")]["n_points"] == 60
+    bad = run_script(str(path), "--max-epochs", "0.5", "--no-plots", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: --max-epochs must be >= 1 (one pass is fresh data), got 0.5"]
