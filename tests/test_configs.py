@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from src.builders import build_algo, build_backbone
 from src.models.dit import count_params
@@ -43,6 +44,18 @@ def test_algo_x_model_composes_and_builds(algo, model):
     assert built.name == algo
     assert count_params(built.backbone)["params"] > 0
     assert built.default_sampler in group_options("sampler")
+
+
+@pytest.mark.parametrize("experiment", group_options("experiment"))
+def test_every_experiment_composes_and_builds(experiment):
+    """Each sweep point of an experiment (first value of every swept key) composes and builds."""
+    raw = OmegaConf.load(CONFIG_DIR / "experiment" / f"{experiment}.yaml")
+    params = OmegaConf.select(raw, "hydra.sweeper.params", default=None) or {}
+    point = [f"{key}={str(values).split(',')[0]}" for key, values in params.items()]
+    cfg = _compose(f"experiment={experiment}", *point)
+    with torch.device("meta"):
+        built = build_algo(cfg, FAKE_TOK, build_backbone(cfg, FAKE_TOK.vocab_size))
+    assert built.name == cfg.algo.name and cfg.experiment_name in cfg.run_dir
 
 
 def test_run_dir_is_deterministic_and_names_the_run():
