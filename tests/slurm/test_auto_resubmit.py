@@ -115,8 +115,9 @@ def test_bad_usage_is_one_clear_line(fake_slurm, args, message):
 @pytest.mark.slow
 def test_budget_spanning_time_limited_jobs_matches_uninterrupted_run(slurm_env, tmp_path):
     """2-minute jobs, USR1 60 s before the limit (Slurm may send it up to ~30 s early): each
-    job trains at most ~55 s, the run needs ~140 s of training (0.15 s sleep per micro-batch),
-    so at least three jobs; the result equals the uninterrupted run's, bit for bit."""
+    job trains for less than 60 s, while the run sleeps 140 s alone (0.25 s after each of its
+    280 x 2 micro-batches), so at least three jobs train whatever the machine's speed; the
+    result equals the uninterrupted run's, bit for bit."""
     steps, every = 280, 10
     extra = ("training.global_batch_size=8", "model.dropout=0.1", "training.ema=0.9")
     ref = train_cli([*tiny_overrides(tmp_path / "ref", *extra, steps=steps, every=every),
@@ -126,7 +127,7 @@ def test_budget_spanning_time_limited_jobs_matches_uninterrupted_run(slurm_env, 
     overrides = [*tiny_overrides(tmp_path / "sl", *extra, steps=steps, every=every),
                  *recorder_overrides(tmp_path / "sl" / "steps.jsonl"),
                  "+callbacks.slow._target_=tests.resume.helpers.SlowSteps",
-                 "+callbacks.slow.seconds=0.15"]
+                 "+callbacks.slow.seconds=0.25"]
     args = ["-n", "10", "-t", CPU_TEMPLATE, "--time", "00:02:00", "--sbatch=--cpus-per-task=1",
             "--sbatch=--signal=B:USR1@60", "--"]
     proc = _resubmit([*args, *overrides], slurm_env, cwd=tmp_path)
