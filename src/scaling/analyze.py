@@ -15,7 +15,7 @@ from src.scaling.data_constrained import (
     unique_and_repeats,
 )
 from src.scaling.isoflop import IsoFlopFit, fit_isoflop
-from src.scaling.parametric import ParametricFit, fit_parametric
+from src.scaling.parametric import ParametricFit, fit_parametric, unconstrained_reason
 from src.scaling.table import FitError, prepare_table, split_groups
 from src.scaling.threads import single_blas_thread
 
@@ -42,12 +42,15 @@ class ParametricResult:
         ci: Bootstrap intervals (None when n_boot is 0).
         rows: Which rows were used: ``all``, ``single-epoch`` or ``<= E epochs``.
         max_epochs: Rows with more epochs than this were left out.
+        unconstrained: Why the fit is not to be trusted (see
+            :func:`src.scaling.parametric.unconstrained_reason`), else None.
     """
 
     fit: ParametricFit
     ci: BootstrapCI | None
     rows: str
     max_epochs: float = 1.0
+    unconstrained: str | None = None
 
 
 @dataclass
@@ -124,7 +127,10 @@ def analyze_group(
         if n_boot > 0:
             ci = bootstrap_parametric(fresh["N"], fresh["D"], fresh["L"], fit,
                                       n_boot=n_boot, seed=seed)
-        parametric = ParametricResult(fit, ci, rows, max_epochs)
+        unconstrained = unconstrained_reason(fit)
+        if unconstrained:
+            log.warning("group %s: parametric fit unconstrained: %s", name, unconstrained)
+        parametric = ParametricResult(fit, ci, rows, max_epochs, unconstrained)
     except FitError as err:
         log.warning("group %s: parametric fit skipped: %s", name, err)
         parametric = Skipped(str(err))
@@ -161,7 +167,9 @@ def analyze(
     if not max_epochs >= 1.0:
         raise ValueError(f"--max-epochs must be >= 1 (one pass is fresh data), got {max_epochs}")
     prepared = prepare_table(df, params_col=params_col)
-    with single_blas_thread():
+    # Optimizer and bootstrap probe extreme exponents whose overflows end as non-finite
+    # objectives, which the fitters already discard; numpy's warnings would only be noise.
+    with single_blas_thread(), np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         return [
             analyze_group(name, rows, n_boot=n_boot, seed=seed,
                           allow_unbracketed=allow_unbracketed, max_epochs=max_epochs)

@@ -31,6 +31,9 @@ INIT_GRID: dict[str, np.ndarray] = {
 }
 PARAM_ORDER = ("a", "b", "e", "alpha", "beta")
 MIN_POINTS = 6  # 5 free parameters
+# Published exponents lie in ~0.1-1 (Chinchilla 0.34 / 0.28; Besiroglu et al. 0.35 / 0.37);
+# the init grid stops at 2. Beyond this, one term has collapsed into a step.
+MAX_PLAUSIBLE_EXPONENT = 3.0
 
 
 @dataclass
@@ -94,6 +97,21 @@ class ParametricFit:
     def d_opt(self, compute: np.ndarray | float) -> np.ndarray:
         """D_opt(C) = G^-1 (C/6)^b, so that 6 N_opt D_opt = C."""
         return (np.asarray(compute, float) / 6.0) ** self.b / self.G
+
+
+def unconstrained_reason(fit: ParametricFit) -> str | None:
+    """Why the runs do not pin the law down, or None when the exponents are plausible.
+
+    An exponent far above the grid (e.g. alpha = 30) makes A / N^alpha a step: it happens
+    when every IsoFLOP minimum lies at the edge of the sampled sizes, so the loss never
+    turns up as N shrinks (or grows) and nothing constrains that side of the law.
+    """
+    bad = [f"{k}={v:.3g}" for k, v in (("alpha", fit.alpha), ("beta", fit.beta))
+           if not 0.0 < v <= MAX_PLAUSIBLE_EXPONENT]
+    if not bad:
+        return None
+    return (f"{', '.join(bad)} outside (0, {MAX_PLAUSIBLE_EXPONENT:g}]: the runs do not "
+            "constrain the law; sample sizes on both sides of every IsoFLOP minimum")
 
 
 def huber(r: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:

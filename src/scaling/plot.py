@@ -155,7 +155,7 @@ def plot_loss_vs_compute(results: list[GroupResult], path: Path) -> Path:
             fit = r.parametric.fit
             c = np.logspace(np.log10(t["C"].min()), np.log10(t["C"].max()), 100)
             ax.plot(c, fit.predict(fit.n_opt(c), fit.d_opt(c)), "--", color=color, lw=1.2,
-                    label=f"{r.name}: parametric L(N_opt, D_opt)")
+                    label=f"{r.name}: parametric L(N_opt, D_opt){_flag(r.parametric)}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
@@ -166,6 +166,11 @@ def plot_loss_vs_compute(results: list[GroupResult], path: Path) -> Path:
     ax.legend(fontsize=7, loc="upper right")
     ax.grid(True, which="both", alpha=0.3)
     return _save(fig, path)
+
+
+def _flag(res: ParametricResult) -> str:
+    """Label suffix that keeps an unconstrained fit from passing for a result."""
+    return " [unconstrained]" if res.unconstrained else ""
 
 
 def plot_parametric(res: ParametricResult, r: GroupResult, path: Path) -> Path:
@@ -195,7 +200,7 @@ def plot_parametric(res: ParametricResult, r: GroupResult, path: Path) -> Path:
                                f"RMSE(ln L) = {rmse:.4f}"))
     ax.set_xlabel(f"Observed {LOSS_LABEL.lower()}")
     ax.set_ylabel(f"Predicted {LOSS_LABEL.lower()}")
-    ax.set_title(f"Parametric fit L = E + A/N^alpha + B/D^beta ({r.name})")
+    ax.set_title(f"Parametric fit L = E + A/N^alpha + B/D^beta ({r.name}){_flag(res)}")
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(True, alpha=0.3)
     return _save(fig, path)
@@ -215,7 +220,9 @@ def plot_all(results: list[GroupResult], out_dir: str | Path) -> list[Path]:
     paths = [plot_loss_vs_compute(results, out / "loss_vs_compute.png")]
     for r in results:
         name = slug(r.name)
-        param = r.parametric.fit if isinstance(r.parametric, ParametricResult) else None
+        param = None  # an unconstrained law's allocation would read as a prediction
+        if isinstance(r.parametric, ParametricResult) and not r.parametric.unconstrained:
+            param = r.parametric.fit
         if r.isoflop.budgets:
             paths.append(plot_isoflop(r.isoflop, out / f"isoflop_{name}.png", r.name))
         if r.isoflop.used():  # nothing to draw on log axes without a usable minimum

@@ -67,7 +67,8 @@ def parametric_dict(res: ParametricResult | Skipped) -> dict[str, Any]:
     """JSON form of an approach-3 fit (or its skip reason)."""
     if isinstance(res, Skipped):
         return {"status": "skipped", "reason": res.reason}
-    out: dict[str, Any] = {"status": "ok", "reason": None, "rows": res.rows,
+    status = "unconstrained" if res.unconstrained else "ok"
+    out: dict[str, Any] = {"status": status, "reason": res.unconstrained, "rows": res.rows,
                            "n_points": res.fit.n_points, **law_params(res.fit),
                            "objective": _num(res.fit.objective), "ci": None}
     if res.ci is not None:
@@ -127,11 +128,13 @@ def _isoflop_lines(iso: dict[str, Any]) -> list[str]:
 
 
 def _parametric_lines(p: dict[str, Any]) -> list[str]:
-    if p["status"] != "ok":
+    if p["status"] == "skipped":
         return [f"  Parametric fit skipped: {p['reason']}"]
     ci = p["ci"]
     level = f" ({100 * ci['level']:.0f}% CI, {ci['n_ok']} boot)" if ci else ""
     lines = [f"  Parametric L = E + A/N^alpha + B/D^beta{level}, rows: {p['rows']}"]
+    if p["status"] == "unconstrained":
+        lines.append(f"    UNCONSTRAINED: {p['reason']}")
     for k in ("E", "A", "B", "alpha", "beta", "G", "a", "b"):
         value = "undefined" if p[k] is None else f"{p[k]:.4g}{_fmt_ci(ci, k)}"
         lines.append(f"    {k:>5} = {value}")

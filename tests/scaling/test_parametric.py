@@ -5,7 +5,11 @@ import pytest
 from scipy.optimize import approx_fprime
 
 from src.scaling.bootstrap import bootstrap_parametric
-from src.scaling.parametric import ParametricFit, fit_parametric, huber, objective
+import pandas as pd
+
+from src.scaling.analyze import analyze
+from src.scaling.parametric import (ParametricFit, fit_parametric, huber, objective,
+                                    unconstrained_reason)
 from src.scaling.published import CHINCHILLA
 from src.scaling.table import FitError
 
@@ -74,3 +78,29 @@ def test_bootstrap_intervals_contain_truth_and_are_deterministic(chinchilla_rows
     again = bootstrap_parametric(*args, n_boot=5, seed=0)
     first = bootstrap_parametric(*args, n_boot=5, seed=0)
     assert again.intervals == first.intervals
+
+
+# MDLM rows of a CPU micro-ladder (params, tokens, val nll; budgets 1e12, 2e12, 4e12 FLOPs):
+# the loss falls all the way to the smallest size at every budget.
+EDGE_MINIMA_ROWS = [
+    (41826, 4969472, 2.5042), (81042, 2423808, 2.6437), (132546, 1436672, 2.8998),
+    (225618, 803840, 2.9643), (383682, 463872, 3.3017),
+    (41826, 9938944, 2.3644), (81042, 4848640, 2.4186), (132546, 2873344, 2.5601),
+    (225618, 1607680, 2.8601), (383682, 927744, 3.0200),
+    (41826, 19878912, 2.2600), (81042, 9698304, 2.3060), (132546, 5747712, 2.4448),
+    (225618, 3216384, 2.4420), (383682, 1856512, 2.7509),
+]
+
+
+def test_plausible_fit_is_not_flagged(fitted):
+    assert unconstrained_reason(fitted) is None
+
+
+def test_minima_at_the_ladder_edge_flag_the_fit_unconstrained(caplog):
+    df = pd.DataFrame(EDGE_MINIMA_ROWS, columns=["params", "tokens", "loss"])
+    (group,) = analyze(df, n_boot=0)
+    fit = group.parametric.fit
+    assert fit.alpha > 3.0  # A / N^alpha has collapsed into a step
+    assert "alpha=" in group.parametric.unconstrained
+    assert "sample sizes on both sides" in group.parametric.unconstrained
+    assert "parametric fit unconstrained" in caplog.text
