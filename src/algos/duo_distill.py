@@ -20,8 +20,10 @@ from torch import nn
 from src.algos.base import LossOutput
 from src.algos.duo import DUO
 from src.algos.randomness import StepRandomness
+from src.algos.uniform_noise import log_reverse_posterior
 
 DIVERGENCES = ("kl_bwd", "kl_fwd")
+MATCHES = ("x_theta", "posterior")
 TEACHER_ALGOS = ("duo", "duo_distill")
 
 
@@ -43,16 +45,25 @@ class DUODistill(DUO):
         dt_max: cap on dt.
         teacher_from_ema: refresh the teacher from the student's EMA instead of its weights.
         divergence: "kl_bwd" = KL(student || teacher) (reference), "kl_fwd" = KL(teacher || student).
+        match: what the KL compares. "x_theta" (reference): the two denoisers' x_theta.
+            "posterior": the reverse posteriors q(z_s | z_t, x_theta) of one sampler step
+            t -> s that each x_theta implies (`log_reverse_posterior`); this also fits the
+            little mass x_theta keeps on the current token, which the sampler multiplies
+            by K (ALGORITHMS.md, DUO reverse posterior), so few-step samples keep fewer
+            noise tokens.
         **kwargs: DUO's arguments.
     """
 
     def __init__(self, backbone: nn.Module, *, teacher_ckpt: str | None = None,
                  refresh_every: int = 10000, base_steps: int = 512, dt_max: float = 0.5,
                  teacher_from_ema: bool = False, divergence: str = "kl_bwd",
-                 **kwargs: Any) -> None:
+                 match: str = "x_theta", **kwargs: Any) -> None:
         super().__init__(backbone, **kwargs)
         if divergence not in DIVERGENCES:
             raise ValueError(f"unknown algo.divergence={divergence!r}: use one of {DIVERGENCES}")
+        if match not in MATCHES:
+            raise ValueError(f"unknown algo.match={match!r}: use one of {MATCHES}")
+        self.match = match
         if refresh_every < 1 or base_steps < 1 or not 0 < dt_max <= 1:
             raise ValueError("need algo.refresh_every >= 1, algo.base_steps >= 1, 0 < algo.dt_max <= 1")
         self.teacher_ckpt, self.divergence = teacher_ckpt, divergence
@@ -136,6 +147,10 @@ class DUODistill(DUO):
         with torch.no_grad():
             logits = self.real.drop_mask(self.teacher(self.real.to_ids(z_s), self.sigma_of(alpha_s)))
             log_teacher = F.log_softmax(logits.float(), dim=-1)
+        if self.match == "posterior":  # one sampler step t -> s from z_t under each x_theta
+            a_t, a_s = alpha_t[:, None], alpha_s[:, None]
+            log_student = log_reverse_posterior(log_student, z_t, a_t, a_s)
+            log_teacher = log_reverse_posterior(log_teacher, z_t, a_t, a_s)
         if self.divergence == "kl_bwd":
             kl = (log_student.exp() * (log_student - log_teacher)).sum(-1)
         else:

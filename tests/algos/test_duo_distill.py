@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from src.algos.duo_distill import DUODistill, distill_dt
 from src.algos.randomness import StepRandomness, make_generator
+from src.algos.uniform_noise import log_reverse_posterior, reverse_posterior
 from src.builders import build_algo, build_backbone, build_datamodule
 from src.utils.cli import CONFIG_DIR
 from src.utils.resolvers import register_resolvers
@@ -57,8 +58,9 @@ def test_dt_doubles_at_each_refresh():
     assert dts == [1 / 8] * 3 + [2 / 8] * 3 + [4 / 8] * 3 + [0.5] * 2
 
 
-def test_student_starts_from_teacher_and_one_step_runs(tmp_path, teacher_ckpt):
-    algo, tok = student(tmp_path, teacher_ckpt, "algo.base_steps=4")
+@pytest.mark.parametrize("match", ["x_theta", "posterior"])
+def test_student_starts_from_teacher_and_one_step_runs(tmp_path, teacher_ckpt, match):
+    algo, tok = student(tmp_path, teacher_ckpt, "algo.base_steps=4", f"algo.match={match}")
     algo.load_teacher(tok)
     saved = torch.load(teacher_ckpt, weights_only=False)["state_dict"]
     for name, p in algo.backbone.state_dict().items():
@@ -139,3 +141,40 @@ def test_teacher_must_be_duo(tmp_path, teacher_ckpt):
     distill, tok = student(tmp_path, path)
     with pytest.raises(ValueError, match="is a mdlm run"):
         distill.load_teacher(tok)
+
+
+def test_log_reverse_posterior_equals_the_dense_posterior():
+    g = torch.Generator().manual_seed(0)
+    x = torch.softmax(torch.randn(3, 5, 7, generator=g, dtype=torch.float64), -1)
+    z = torch.randint(0, 7, (3, 5), generator=g)
+    a_t = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64)
+    a_s = torch.tensor([0.3, 0.6, 0.95], dtype=torch.float64)
+    log_q = log_reverse_posterior(x.log(), z, a_t[:, None], a_s[:, None])
+    for b in range(3):
+        dense = reverse_posterior(x[b], z[b], float(a_t[b]), float(a_s[b]))
+        assert torch.allclose(log_q[b].exp(), dense, rtol=1e-10, atol=1e-14)
+
+
+def test_posterior_match_sees_mass_left_on_a_noise_token():
+    """Teacher: 1e-6 on the current (noise) token, student: 1e-3. The x_theta KL hardly
+    differs from 0, but the sampler multiplies x_i by K: the posterior KL is large."""
+    k, i = 4095, 7
+    teacher = torch.full((1, 1, k), 1.0 / (k - 1), dtype=torch.float64)
+    teacher[..., i] = 1e-6
+    student = teacher.clone()
+    student[..., i] = 1e-3
+    teacher, student = teacher / teacher.sum(-1, keepdim=True), student / student.sum(-1, keepdim=True)
+
+    def kl(p_log, q_log):
+        return float((p_log.exp() * (p_log - q_log)).sum())
+
+    z, a_t, a_s = torch.tensor([[i]]), torch.tensor([[0.5]]), torch.tensor([[0.625]])
+    kl_x = kl(student.log(), teacher.log())
+    kl_post = kl(log_reverse_posterior(student.log(), z, a_t, a_s),
+                 log_reverse_posterior(teacher.log(), z, a_t, a_s))
+    assert kl_x < 0.01 and kl_post > 0.2 and kl_post > 30 * kl_x  # stays 0.92 vs 0.60
+
+
+def test_unknown_match_is_one_clear_error(tmp_path, teacher_ckpt):
+    with pytest.raises(ValueError, match="unknown algo.match='bogus'"):
+        student(tmp_path, teacher_ckpt, "algo.match=bogus")
