@@ -134,13 +134,13 @@ def log_reverse_posterior(log_x: torch.Tensor, z: torch.Tensor, alpha_t: torch.T
                           alpha_s: torch.Tensor) -> torch.Tensor:
     """log `reverse_posterior`, differentiable in `log_x`, with per-row signal levels.
 
-    Computed in log space (logaddexp of the terms), so a student's gradient survives the
-    K-fold amplification of x_i in the stay term: an x_theta that keeps 1e-3 of its mass on
-    a noise token keeps that token with weight ~K a_t 1e-3, which a KL between x_thetas
-    barely sees but a KL between posteriors does.
+    A student's KL against it sees the K-fold amplification of x_i in the stay term: an
+    x_theta that keeps 1e-3 of its mass on a noise token keeps that token with weight
+    ~K a_t 1e-3, which a KL between x_thetas barely sees but a KL between posteriors does.
+    Every term is >= (1 - a_ts)(1 - a_s)/K > 0 for alpha_s < 1, so the log is safe.
 
     Args:
-        log_x: (B, ..., K) log x_theta over the real categories.
+        log_x: (B, ..., K) log x_theta over the real categories (normalized).
         z: (B, ...) current real indices.
         alpha_t, alpha_s: signal levels broadcastable to z (e.g. (B, 1)), alpha_s > alpha_t.
 
@@ -150,18 +150,17 @@ def log_reverse_posterior(log_x: torch.Tensor, z: torch.Tensor, alpha_t: torch.T
     k = log_x.shape[-1]
     a_t, a_s = alpha_t.double()[..., None], alpha_s.double()[..., None]
     a_ts = a_t / a_s
-
-    def log_coef(c: torch.Tensor) -> torch.Tensor:  # coefficients in float64, then cast
-        return torch.log(c).to(log_x.dtype)
-
-    # Every j: (a_s - a_t) x_j + (1 - a_ts)(1 - a_s)/K.
-    log_q = torch.logaddexp(log_coef(a_s - a_t) + log_x,
-                            log_coef((1 - a_ts) * (1 - a_s) / k).expand_as(log_x))
-    # j = i adds K a_t x_i + (a_ts - a_t).
-    log_x_i = log_x.gather(-1, z[..., None])
-    stay = torch.logaddexp(log_coef(k * a_t) + log_x_i, log_coef(a_ts - a_t).expand_as(log_x_i))
-    log_q = log_q.scatter(-1, z[..., None], torch.logaddexp(log_q.gather(-1, z[..., None]), stay))
-    return log_q - torch.logsumexp(log_q, dim=-1, keepdim=True)
+    # Coefficients in float64, applied in the working dtype.
+    move, floor = (a_s - a_t).to(log_x.dtype), ((1 - a_ts) * (1 - a_s) / k).to(log_x.dtype)
+    stay_amp, stay_const = (k * a_t).to(log_x.dtype), (a_ts - a_t).to(log_x.dtype)
+    x = log_x.exp()
+    idx = z[..., None]
+    x_i = x.gather(-1, idx)
+    # q_j = (a_s - a_t) x_j + (1 - a_ts)(1 - a_s)/K, and j = i adds K a_t x_i + (a_ts - a_t).
+    num = (move * x + floor).scatter_add(-1, idx, stay_amp * x_i + stay_const)
+    # sum_j x_j = 1, so the normalizer is known in closed form.
+    log_z = torch.log(move + k * floor + stay_amp * x_i + stay_const)
+    return torch.log(num) - log_z
 
 
 def posterior_mixture_weights(x_theta: torch.Tensor, z: torch.Tensor, alpha_t: float,

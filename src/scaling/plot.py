@@ -118,7 +118,7 @@ def plot_optimal(fit: IsoFlopFit, param: ParametricFit | None, path: Path, group
     ax.set_xlabel("Compute C (FLOPs)")
     ax.set_ylabel("N_opt (parameters), D_opt (tokens)")
     ax.set_title(f"Compute-optimal allocation ({group})")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="best")
     ax.grid(True, which="both", alpha=0.3)
     return _save(fig, path)
 
