@@ -43,6 +43,10 @@ class DUODistill(DUO):
         refresh_every: optimizer steps between teacher refreshes (dt doubles at each).
         base_steps: the first dt is 1 / base_steps.
         dt_max: cap on dt.
+        t_max: the student trains on t in [dt, t_max]. Above t_max it keeps the teacher's
+            weights' behaviour: a weak teacher's predictions from z_s vary so much near pure
+            noise that their KL-optimal (geometric) mean is flatter than the teacher's own
+            x_theta, and the first sampler steps then draw near-uniform tokens that stay.
         teacher_from_ema: refresh the teacher from the student's EMA instead of its weights.
         divergence: "kl_bwd" = KL(student || teacher) (reference), "kl_fwd" = KL(teacher || student).
         match: what the KL compares. "x_theta" (reference): the two denoisers' x_theta.
@@ -57,17 +61,19 @@ class DUODistill(DUO):
     def __init__(self, backbone: nn.Module, *, teacher_ckpt: str | None = None,
                  refresh_every: int = 10000, base_steps: int = 512, dt_max: float = 0.5,
                  teacher_from_ema: bool = False, divergence: str = "kl_bwd",
-                 match: str = "x_theta", **kwargs: Any) -> None:
+                 match: str = "x_theta", t_max: float = 1.0, **kwargs: Any) -> None:
         super().__init__(backbone, **kwargs)
         if divergence not in DIVERGENCES:
             raise ValueError(f"unknown algo.divergence={divergence!r}: use one of {DIVERGENCES}")
         if match not in MATCHES:
             raise ValueError(f"unknown algo.match={match!r}: use one of {MATCHES}")
         self.match = match
-        if refresh_every < 1 or base_steps < 1 or not 0 < dt_max <= 1:
-            raise ValueError("need algo.refresh_every >= 1, algo.base_steps >= 1, 0 < algo.dt_max <= 1")
+        if refresh_every < 1 or base_steps < 1 or not 0 < dt_max < t_max <= 1:
+            raise ValueError("need algo.refresh_every >= 1, algo.base_steps >= 1 and "
+                             f"0 < algo.dt_max < algo.t_max <= 1 (got dt_max={dt_max}, t_max={t_max})")
         self.teacher_ckpt, self.divergence = teacher_ckpt, divergence
         self.refresh_every, self.base_steps, self.dt_max = refresh_every, base_steps, dt_max
+        self.t_max = t_max
         self.teacher_from_ema = teacher_from_ema
         # A registered (frozen) module: it is saved in checkpoints, so a resumed run
         # continues with exactly the teacher it had; optimizer and EMA only see `backbone`.
@@ -134,8 +140,10 @@ class DUODistill(DUO):
         dt = distill_dt(step, self.refresh_every, self.base_steps, self.dt_max)
         x = self.real.to_real(batch["input_ids"])
         b, length = x.shape
-        t = (rng.times(b, self.eps_t).double() + dt).clamp(max=1.0)  # reference: t + dt, clipped
-        s = t - dt
+        # s uniform on (0, t_max - dt), t = s + dt. (The reference clips t + dt at 1, which
+        # puts a fraction dt of the rows at pure noise, e.g. a quarter at dt = 1/4.)
+        s = rng.times(b, self.eps_t).double() * (self.t_max - dt)
+        t = s + dt
         alpha_t, alpha_s = self.noise.alpha(t), self.noise.alpha(s)
         eps = torch.randn(b, length, self.real.k, generator=rng.generator,
                           device=rng.generator.device).to(x.device)

@@ -178,3 +178,21 @@ def test_posterior_match_sees_mass_left_on_a_noise_token():
 def test_unknown_match_is_one_clear_error(tmp_path, teacher_ckpt):
     with pytest.raises(ValueError, match="unknown algo.match='bogus'"):
         student(tmp_path, teacher_ckpt, "algo.match=bogus")
+
+
+def test_student_times_lie_in_dt_to_t_max(tmp_path, teacher_ckpt):
+    algo, tok = student(tmp_path, teacher_ckpt, "algo.base_steps=4", "algo.t_max=0.6")
+    algo.load_teacher(tok)
+    algo.train()
+    seen, alpha = [], algo.noise.alpha
+    algo.noise.alpha = lambda t: (seen.append(t.detach().clone()), alpha(t))[1]
+    x = torch.randint(0, 256, (64, 16), generator=torch.Generator().manual_seed(0))
+    algo.loss({"input_ids": x}, StepRandomness(make_generator("cpu", 0), 0.3, 0, 64))
+    t, s = seen[0], seen[1]  # the student's time, then the teacher's
+    assert torch.allclose(t - s, torch.full_like(t, 0.25))  # dt = 1 / base_steps
+    assert float(s.min()) > 0 and float(t.max()) <= 0.6 and float(t.max()) > 0.55
+
+
+def test_dt_max_must_stay_below_t_max(tmp_path, teacher_ckpt):
+    with pytest.raises(ValueError, match="0 < algo.dt_max < algo.t_max <= 1"):
+        student(tmp_path, teacher_ckpt, "algo.t_max=0.5", "algo.dt_max=0.5")
