@@ -23,7 +23,7 @@ from src.algos.randomness import StepRandomness
 from src.algos.uniform_noise import log_reverse_posterior
 
 DIVERGENCES = ("kl_bwd", "kl_fwd")
-MATCHES = ("x_theta", "posterior")
+MATCHES = ("x_theta", "posterior", "clean")
 TEACHER_ALGOS = ("duo", "duo_distill")
 
 
@@ -55,6 +55,11 @@ class DUODistill(DUO):
             little mass x_theta keeps on the current token, which the sampler multiplies
             by K (ALGORITHMS.md, DUO reverse posterior), so few-step samples keep fewer
             noise tokens.
+            "clean": the clean-token predictions p(x | z) ∝ x_theta(x) q(z | x) of the
+            student at (z_t, t) and the teacher at (z_s, s), each calibrated with its own
+            alpha. In the mean parameterization x_theta's mass on the input token only
+            means something together with K alpha, so the teacher's x_theta at s copied
+            verbatim to t under-weights keeping the current tokens.
         **kwargs: DUO's arguments.
     """
 
@@ -159,6 +164,10 @@ class DUODistill(DUO):
             a_t, a_s = alpha_t[:, None], alpha_s[:, None]
             log_student = log_reverse_posterior(log_student, z_t, a_t, a_s)
             log_teacher = log_reverse_posterior(log_teacher, z_t, a_t, a_s)
+        elif self.match == "clean":  # p(x | z) = the posterior of a jump to alpha = 1
+            one = torch.ones_like(alpha_t)[:, None]
+            log_student = log_reverse_posterior(log_student, z_t, alpha_t[:, None], one)
+            log_teacher = log_reverse_posterior(log_teacher, z_s, alpha_s[:, None], one)
         if self.divergence == "kl_bwd":
             kl = (log_student.exp() * (log_student - log_teacher)).sum(-1)
         else:

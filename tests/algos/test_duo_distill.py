@@ -58,7 +58,7 @@ def test_dt_doubles_at_each_refresh():
     assert dts == [1 / 8] * 3 + [2 / 8] * 3 + [4 / 8] * 3 + [0.5] * 2
 
 
-@pytest.mark.parametrize("match", ["x_theta", "posterior"])
+@pytest.mark.parametrize("match", ["x_theta", "posterior", "clean"])
 def test_student_starts_from_teacher_and_one_step_runs(tmp_path, teacher_ckpt, match):
     algo, tok = student(tmp_path, teacher_ckpt, "algo.base_steps=4", f"algo.match={match}")
     algo.load_teacher(tok)
@@ -148,7 +148,7 @@ def test_log_reverse_posterior_equals_the_dense_posterior():
     x = torch.softmax(torch.randn(3, 5, 7, generator=g, dtype=torch.float64), -1)
     z = torch.randint(0, 7, (3, 5), generator=g)
     a_t = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64)
-    a_s = torch.tensor([0.3, 0.6, 0.95], dtype=torch.float64)
+    a_s = torch.tensor([0.3, 0.6, 1.0], dtype=torch.float64)  # 1.0: the clean prediction
     log_q = log_reverse_posterior(x.log(), z, a_t[:, None], a_s[:, None])
     for b in range(3):
         dense = reverse_posterior(x[b], z[b], float(a_t[b]), float(a_s[b]))
