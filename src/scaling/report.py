@@ -10,7 +10,7 @@ import numpy as np
 from src.scaling.analyze import GroupResult, ParametricResult, Skipped
 from src.scaling.data_constrained import DataConstrainedFit
 from src.scaling.isoflop import BudgetFit, IsoFlopFit, PowerLaw
-from src.scaling.parametric import ParametricFit
+from src.scaling.parametric import ParametricFit, unconstrained_reason
 from src.scaling.published import PUBLISHED_LAWS
 
 
@@ -81,8 +81,10 @@ def data_constrained_dict(res: DataConstrainedFit | Skipped) -> dict[str, Any]:
     """JSON form of the repetition fit (or its skip reason)."""
     if isinstance(res, Skipped):
         return {"status": "skipped", "reason": res.reason}
+    reason = unconstrained_reason(res.base)  # a degenerate base law makes R* meaningless too
     return {
-        "status": "ok", "reason": None, "mode": res.mode, "R_star": _num(res.r_star),
+        "status": "unconstrained" if reason else "ok", "reason": reason, "mode": res.mode,
+        "R_star": _num(res.r_star),
         "R_star_ci": None if res.r_star_ci is None else [_num(v) for v in res.r_star_ci],
         "n_points": res.n_points, "n_repeated": res.n_repeated,
         "objective": _num(res.objective), "base": law_params(res.base),
@@ -143,13 +145,16 @@ def _parametric_lines(p: dict[str, Any]) -> list[str]:
 
 
 def _data_constrained_lines(dc: dict[str, Any]) -> list[str]:
-    if dc["status"] != "ok":
+    if dc["status"] == "skipped":
         return [f"  Data-constrained fit skipped: {dc['reason']}"]
     ci = _fmt_ci({"R_star": dc["R_star_ci"]}, "R_star")
     base = dc["base"]
-    return [f"  Data-constrained ({dc['mode']}): R* = {dc['R_star']:.4g}{ci}; base law "
-            f"E {base['E']:.4g}, A {base['A']:.4g}, B {base['B']:.4g}, "
-            f"alpha {base['alpha']:.4g}, beta {base['beta']:.4g}"]
+    lines = [f"  Data-constrained ({dc['mode']}): R* = {dc['R_star']:.4g}{ci}; base law "
+             f"E {base['E']:.4g}, A {base['A']:.4g}, B {base['B']:.4g}, "
+             f"alpha {base['alpha']:.4g}, beta {base['beta']:.4g}"]
+    if dc["status"] == "unconstrained":
+        lines.append(f"    UNCONSTRAINED: {dc['reason']}")
+    return lines
 
 
 def summary_text(report: dict[str, Any]) -> str:

@@ -8,9 +8,11 @@ from src.scaling.bootstrap import bootstrap_parametric
 import pandas as pd
 
 from src.scaling.analyze import analyze
+from src.scaling.data_constrained import DataConstrainedFit
 from src.scaling.parametric import (ParametricFit, fit_parametric, huber, objective,
                                     unconstrained_reason)
 from src.scaling.published import CHINCHILLA
+from src.scaling.report import _data_constrained_lines, data_constrained_dict
 from src.scaling.table import FitError
 
 
@@ -104,3 +106,12 @@ def test_minima_at_the_ladder_edge_flag_the_fit_unconstrained(caplog):
     assert "alpha=" in group.parametric.unconstrained
     assert "sample sizes on both sides" in group.parametric.unconstrained
     assert "parametric fit unconstrained" in caplog.text
+
+
+def test_degenerate_base_law_flags_the_data_constrained_fit():
+    df = pd.DataFrame(EDGE_MINIMA_ROWS, columns=["params", "tokens", "loss"])
+    (group,) = analyze(df, n_boot=0)
+    base = group.parametric.fit
+    dc = data_constrained_dict(DataConstrainedFit(5.0, base, "joint", 0.1, 15, 6))
+    assert dc["status"] == "unconstrained" and "alpha=" in dc["reason"]
+    assert any("UNCONSTRAINED" in line for line in _data_constrained_lines(dc))
