@@ -42,15 +42,17 @@ class ParametricResult:
         ci: Bootstrap intervals (None when n_boot is 0).
         rows: Which rows were used: ``all``, ``single-epoch`` or ``<= E epochs``.
         max_epochs: Rows with more epochs than this were left out.
-        unconstrained: Why the fit is not to be trusted (see
-            :func:`src.scaling.parametric.unconstrained_reason`), else None.
     """
 
     fit: ParametricFit
     ci: BootstrapCI | None
     rows: str
     max_epochs: float = 1.0
-    unconstrained: str | None = None
+
+    @property
+    def unconstrained(self) -> str | None:
+        """Why the fit is not to be trusted (:func:`unconstrained_reason`), else None."""
+        return unconstrained_reason(self.fit)
 
 
 @dataclass
@@ -127,10 +129,9 @@ def analyze_group(
         if n_boot > 0:
             ci = bootstrap_parametric(fresh["N"], fresh["D"], fresh["L"], fit,
                                       n_boot=n_boot, seed=seed)
-        unconstrained = unconstrained_reason(fit)
-        if unconstrained:
-            log.warning("group %s: parametric fit unconstrained: %s", name, unconstrained)
-        parametric = ParametricResult(fit, ci, rows, max_epochs, unconstrained)
+        parametric = ParametricResult(fit, ci, rows, max_epochs)
+        if parametric.unconstrained:
+            log.warning("group %s: parametric fit unconstrained: %s", name, parametric.unconstrained)
     except FitError as err:
         log.warning("group %s: parametric fit skipped: %s", name, err)
         parametric = Skipped(str(err))
