@@ -4,7 +4,7 @@ Example::
 
     python -m src.data.prepare --source shakespeare --tokenizer gpt2 --out data/shakespeare_gpt2
     python -m src.data.prepare --source hf --name HuggingFaceFW/fineweb-edu --config sample-10BT \\
-        --tokenizer gpt2 --out /scratch/fineweb_gpt2 --shard-tokens 500000000
+        --tokenizer gpt2 --out data/fineweb_gpt2 --shard-tokens 500000000
 
 then train with ``data=memmap data.path=<out> data.tokenizer.kind=gpt2``.
 """
