@@ -2,6 +2,7 @@
 
     python -m src.run_dir algo=mdlm model=113M training.flops_budget=6e18
     python -m src.run_dir --job-name algo=mdlm model=113M      # dlm-<10 hex chars>
+    python -m src.run_dir --migrate runs/ [--apply]            # folders of older versions
 
 `auto_resubmit.sh` calls it to name a run's Slurm jobs after the run (one name per run
 directory), so that a second submission for the same run is recognised and skipped.
@@ -11,22 +12,14 @@ Composing the config is cheap: no data or model is built.
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
+from src.runs.identity import resolve_run_dir
+from src.runs.migrate import apply_moves, plan_moves
+from src.utils.cli import check_group_choices, one_line_errors
 
-from src.utils.cli import CONFIG_DIR, check_group_choices, one_line_errors
-from src.utils.resolvers import register_resolvers
-
-
-def resolve_run_dir(overrides: list[str]) -> Path:
-    """The absolute run directory of a training command with these Hydra overrides."""
-    register_resolvers()
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    return Path(os.path.abspath(str(cfg.run_dir)))
+__all__ = ["job_name", "resolve_run_dir"]
 
 
 def job_name(run_dir: Path) -> str:
@@ -34,7 +27,23 @@ def job_name(run_dir: Path) -> str:
     return "dlm-" + hashlib.sha1(str(run_dir).encode()).hexdigest()[:10]
 
 
+def migrate(argv: list[str]) -> None:
+    if not argv or not Path(argv[0]).is_dir():
+        raise SystemExit("error: usage: python -m src.run_dir --migrate <run root> [--apply]")
+    moves = plan_moves(argv[0])
+    if "--apply" in argv[1:]:
+        print("\n".join(apply_moves(moves)) or "nothing to move")
+        return
+    for move in moves:
+        delta = ", ".join(f"{k}={v}" for k, v in move.config_delta.items())
+        print(f"mv {move.source} {move.target}    # {delta}")
+    print(f"{len(moves)} folder(s) to move; run again with --apply to move them")
+
+
 def main(argv: list[str]) -> None:
+    if argv and argv[0] == "--migrate":
+        one_line_errors(migrate)(argv[1:])
+        return
     want_name = bool(argv) and argv[0] == "--job-name"
     overrides = argv[1:] if want_name else argv
     check_group_choices(overrides)

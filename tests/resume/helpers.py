@@ -37,8 +37,21 @@ def tiny_overrides(root: Path, *extra: str, steps: int = 12, every: int = 3) -> 
     ]
 
 
-def run_dir_of(root: Path, steps: int, algo: str = "mdlm", experiment: str = "quickstart") -> Path:
-    return root / "runs" / experiment / algo / "0.13M" / "shakespeare_byte" / f"steps{steps}" / "s0"
+def run_dir_of(root: Path, steps: int, algo: str = "mdlm", experiment: str = "quickstart",
+               seed: int = 0) -> Path:
+    """The one run folder of seed `seed` under `root` (`s<seed>` or `s<seed>-<config hash>`: the
+    tiny overrides differ from the defaults, so their folders carry a hash)."""
+    parent = root / "runs" / experiment / algo / "0.13M" / "shakespeare_byte" / f"steps{steps}"
+    found = [p for p in parent.glob(f"s{seed}*") if p.name.split("-")[0] == f"s{seed}"]
+    assert len(found) <= 1, f"several runs of seed {seed} in {parent}: {found}"
+    return found[0] if found else parent / f"s{seed}"
+
+
+def run_dir_for(overrides: list[str]) -> Path:
+    """The run folder `python -m src.train <overrides>` will use (before it exists)."""
+    from src.runs.identity import resolve_run_dir
+
+    return resolve_run_dir(overrides)
 
 
 def train_cli(overrides: list[str], timeout: float = 600, **kwargs: Any) -> subprocess.CompletedProcess:

@@ -21,12 +21,14 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from src.resume.stop_signals import EXIT_INCOMPLETE, StoppedEarly
+from src.runs.identity import identity_of
 from src.train import train
 from src.utils.cli import CONFIG_DIR
 from src.utils.resolvers import register_resolvers
 from tests.conftest import ROOT
 from tests.resume.helpers import (assert_same_training_state, load_last, metric_rows,
-                                  read_records, recorder_overrides, run_dir_of, tiny_overrides)
+                                  read_records, recorder_overrides, run_dir_for, run_dir_of,
+                                  tiny_overrides)
 
 register_resolvers()
 STEPS, EVERY = 10, 3
@@ -105,11 +107,12 @@ def test_corrupt_newest_checkpoint_falls_back_with_one_warning(reference, tmp_pa
 
 
 def test_no_loadable_checkpoint_starts_from_scratch(reference, tmp_path, caplog):
-    ckpts = run_dir_of(tmp_path, STEPS) / "checkpoints"
+    cfg = _cfg(tmp_path, *recorder_overrides(tmp_path / "steps.jsonl"))
+    ckpts = Path(identity_of(cfg).run_dir) / "checkpoints"
     ckpts.mkdir(parents=True)
     (ckpts / "last.ckpt").write_bytes(b"not a checkpoint")
     with caplog.at_level(logging.WARNING):
-        train(_cfg(tmp_path, *recorder_overrides(tmp_path / "steps.jsonl")))
+        train(cfg)
     lines = [r.getMessage() for r in caplog.records if "unreadable checkpoint" in r.getMessage()]
     assert len(lines) == 1 and "training from scratch" in lines[0]
     assert (ckpts / "last.ckpt.corrupt").read_bytes() == b"not a checkpoint"
@@ -150,7 +153,7 @@ def test_sigkill_three_times_then_resume_is_bitwise_equal(tmp_path):
 
     run_args = [*tiny_overrides(tmp_path / "b", *EXTRA, steps=steps, every=every),
                 *recorder_overrides(tmp_path / "b" / "steps.jsonl"), *slow]
-    ckpts = run_dir_of(tmp_path / "b", steps) / "checkpoints"
+    ckpts = run_dir_for(run_args) / "checkpoints"
     rng, kills, seen = random.Random(1234), 0, set()
     while kills < 3:
         proc = subprocess.Popen([sys.executable, "-m", "src.train", *run_args], cwd=ROOT,

@@ -44,7 +44,7 @@ def test_sweep_requeues_on_time_limit_and_completes(slurm_env, tmp_path):
 
     logs = "".join(p.read_text() for p in (tmp_path / "sweep" / ".submitit").rglob("*.out"))
     for seed in (0, 1):
-        run_dir = run_dir_of(tmp_path / "sl", steps).with_name(f"s{seed}")
+        run_dir = run_dir_of(tmp_path / "sl", steps, seed=seed)
         assert json.loads((run_dir / "result.json").read_text())["steps"] == steps
         assert f"stopped by SIGUSR2" in logs, logs[-3000:]
     assert logs.count("stopped by SIGUSR2") >= 2  # at least one requeue per run
