@@ -27,9 +27,12 @@ from src.scaling.budget import steps_for_budget
 from src.results import RESULT_FILE, atomic_write_text, read_result, write_json
 from src.resume.selection import find_resume_checkpoint
 from src.resume.stop_signals import StopSignals, StoppedEarly, catching_stop_signals
+from src.runs.config_guard import guard_run_config, recorded_changes
+from src.runs.identity import RunIdentity, assign_identity
+from src.runs.lock import run_lock
 from src.utils.resolvers import register_resolvers
 from src.utils.cli import one_line_errors, run_cli
-from src.utils.runtime import setup_torch
+from src.utils.runtime import is_launch_rank_zero, setup_torch
 from src.utils.strategies import check_strategy_options
 
 log = logging.getLogger(__name__)
@@ -53,20 +56,37 @@ def finished_message(run_dir: Path) -> str:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train (or resume) the run described by `cfg`; returns its result row.
 
+    The run folder is the config's identity (src/runs/identity.py); one process at a time
+    trains into it (src/runs/lock.py), and only under the config it was started with
+    (src/runs/config_guard.py).
+
     Raises:
         StoppedEarly: a stop signal (Slurm / submitit / TERM) arrived; a checkpoint of the
             last completed optimizer step is saved and the next job resumes from it.
     """
+    identity = assign_identity(cfg)
     run_dir = Path(cfg.run_dir)
-    done = read_result(run_dir)
-    if done is not None and not cfg.training.overwrite:
-        # Checked before any data or model is built: later jobs of a chain end at once.
-        rank_zero_only(print)(finished_message(run_dir), flush=True)
-        return done
-    # Record stop signals from here on (not only during fit): a signal that arrives while
-    # data is tokenized still ends the job cleanly.
-    with catching_stop_signals() as stops:
-        return _train(cfg, run_dir, stops)
+    with run_lock(run_dir, float(cfg.training.lock_lease_s)):
+        done = read_result(run_dir)
+        if is_launch_rank_zero():
+            guard_run_config(run_dir, cfg, allow_change=bool(cfg.training.allow_config_change),
+                             finished=done is not None)
+        if done is not None and not cfg.training.overwrite:
+            # Checked before any data or model is built: later jobs of a chain end at once.
+            rank_zero_only(print)(finished_message(run_dir), flush=True)
+            return done
+        log.info("run dir %s%s", run_dir, _delta_note(identity))
+        # Record stop signals from here on (not only during fit): a signal that arrives while
+        # data is tokenized still ends the job cleanly.
+        with catching_stop_signals() as stops:
+            return _train(cfg, run_dir, stops)
+
+
+def _delta_note(identity: RunIdentity) -> str:
+    if not identity.config_delta:
+        return ""
+    items = ", ".join(f"{k}={v}" for k, v in identity.config_delta.items())
+    return f" (differs from its readable path's defaults in: {items})"
 
 
 def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]:
@@ -143,6 +163,9 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
         "wall_time_s": time.time() - t0,
         "tokens_per_s": trainer.global_step * tokens_per_step / max(throughput.train_time_s, 1e-9),
         "run_dir": str(run_dir),
+        "config_hash": cfg.run_identity.config_hash,
+        "config_delta": OmegaConf.to_container(cfg.run_identity.config_delta),
+        "config_changes": recorded_changes(run_dir),
     }
     if trainer.is_global_zero:
         result.update(dm.unigram_baseline())

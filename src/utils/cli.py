@@ -15,7 +15,13 @@ from typing import Any
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 CHECKED_GROUPS = ("algo", "model", "data", "sampler", "noise", "lr_scheduler", "trainer", "flops",
                   "logger", "experiment", "optim")
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, KeyError)
+
+
+class UserError(Exception):
+    """Bad input or a refused action that the user can fix; its message names the fix."""
+
+
+USER_ERRORS = (UserError, ValueError, FileNotFoundError, NotADirectoryError, KeyError)
 
 
 def group_options(group: str) -> list[str]:

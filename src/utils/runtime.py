@@ -32,3 +32,13 @@ def setup_torch(threads: int | None = None) -> None:
         torch.backends.cudnn.allow_tf32 = True
     for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*isinstance.*treespec.*"):
         warnings.filterwarnings("ignore", message=pattern)
+
+
+RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK")
+
+
+def is_launch_rank_zero() -> bool:
+    """Whether this process is global rank 0 of its launch, read from the environment before
+    any process group exists (torchrun: RANK; srun: SLURM_PROCID; Lightning's own launcher:
+    LOCAL_RANK / NODE_RANK of the processes it spawns)."""
+    return all(os.environ.get(var, "0") in ("", "0") for var in RANK_VARIABLES)
