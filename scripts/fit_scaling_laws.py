@@ -2,7 +2,7 @@
 
 Usage:
     python scripts/fit_scaling_laws.py CSV_OR_RUN_ROOT [--out plots/] [--json]
-        [--group-col algo] [--params-col params] [--n-boot 200] [--seed 0] [--no-plots]
+        [--group algo[,optim.lr,...]] [--params-col params] [--n-boot 200] [--seed 0] [--no-plots]
         [--max-epochs 1] [--allow-unbracketed]
 """
 
@@ -29,6 +29,7 @@ from src.scaling.report import summary_text, to_dict, to_jsonable  # noqa: E402
 from src.scaling.table import (  # noqa: E402
     MissingColumnsError,
     default_group_col,
+    group_columns,
     load_table,
     require_columns,
 )
@@ -40,8 +41,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("source", type=Path, help="runs CSV, or a run folder to collect first")
     p.add_argument("--out", type=Path, default=Path("plots"), help="folder for the PNGs")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.add_argument("--group-col", default=None,
-                   help="fit each value of this column separately (default: group, else algo)")
+    p.add_argument("--group", "--group-col", dest="group_col", default=None,
+                   help="fit each value of this column (or each combination of several, "
+                        "comma-separated: algo,optim.lr) separately (default: group, else algo)")
     p.add_argument("--params-col", default="params",
                    help="column used as N (e.g. non_embedding_params)")
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates (0: no CIs)")
@@ -78,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         table = load(args.source, args.params_col)
         group_col = args.group_col or default_group_col(table)
-        if group_col is not None:
-            require_columns(table, [group_col], source=str(args.source))
+        require_columns(table, group_columns(group_col), source=str(args.source))
         results = analyze(table, group_col=group_col, params_col=args.params_col,
                           n_boot=args.n_boot, seed=args.seed,
                           allow_unbracketed=args.allow_unbracketed,

@@ -151,7 +151,8 @@ def analyze(
 
     Args:
         df: Raw table (CSV or collected runs) with params, tokens, loss.
-        group_col: Column whose values define groups (e.g. ``algo``); None = one group.
+        group_col: Column whose values define groups (e.g. ``algo``, or ``algo,optim.lr``);
+            None = one group.
         params_col: Column used as N (``params`` or ``non_embedding_params``).
         n_boot: Bootstrap replicates.
         seed: Bootstrap seed.

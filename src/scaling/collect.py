@@ -1,4 +1,10 @@
-"""Collect every run's ``result.json`` under a folder into one table."""
+"""Collect every run's ``result.json`` under a folder into one table.
+
+Besides the result keys, every hyperparameter a sweep varied beyond the readable run path
+becomes a column named by its config key (``optim.lr``, ``model.parameterization``...):
+the union of the runs' ``config_delta`` keys, each run's value read from its own
+``config.yaml`` (so the point at the default value has it too).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,13 @@ from typing import Any
 
 import pandas as pd
 
+from src.runs.semantic import semantic_values
 from src.scaling.table import add_loss_column
 
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
+CONFIG_FILE = "config.yaml"
 # Columns every result.json carries (DESIGN.md "Runs, budgets and resume"); they
 # lead the table so the CSV reads the same whatever optional keys appear.
 LEADING_COLUMNS: tuple[str, ...] = (
@@ -22,6 +30,55 @@ LEADING_COLUMNS: tuple[str, ...] = (
     "flops", "flops_convention", "flops_budget", "seed", "unique_tokens", "epochs",
     "val_nll", "val_ppl", "loss", "wall_time_s", "tokens_per_s",
 )
+
+
+def _run_config(run_dir: Path) -> dict[str, Any] | None:
+    """The semantic values of a run's config.yaml, or None when it has none we can read."""
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        from omegaconf import OmegaConf
+
+        return semantic_values(OmegaConf.to_container(OmegaConf.load(path), resolve=False))
+    except Exception as err:  # noqa: BLE001 - a damaged config only costs its columns
+        log.warning("cannot read %s: %s", path, err)
+        return None
+
+
+def _delta_keys(record: dict[str, Any], run_dir: Path) -> list[str]:
+    """The keys this run differs in from its readable path's defaults."""
+    delta = record.get("config_delta")
+    if isinstance(delta, dict):
+        return list(delta)
+    if not (run_dir / CONFIG_FILE).is_file():
+        return []
+    try:  # written before run identities: compute it from the stored config
+        from omegaconf import OmegaConf
+
+        from src.runs.identity import config_delta
+
+        return list(config_delta(OmegaConf.load(run_dir / CONFIG_FILE)))
+    except Exception as err:  # noqa: BLE001
+        log.warning("cannot derive the config delta of %s: %s", run_dir, err)
+        return []
+
+
+def _cell(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+def add_swept_columns(rows: list[dict[str, Any]], run_dirs: list[Path],
+                      deltas: list[list[str]]) -> list[str]:
+    """Add one column per swept key to each row (in place); returns the keys."""
+    keys = sorted(set().union(*deltas)) if deltas else []
+    if not keys:
+        return []
+    for row, run_dir in zip(rows, run_dirs):
+        values = _run_config(run_dir) or {}
+        for key in keys:
+            row[key] = _cell(values.get(key))
+    return keys
 
 
 @dataclass
@@ -94,8 +151,9 @@ def find_unfinished(root: Path, finished: set[Path]) -> list[Path]:
     return out
 
 
-def _order_columns(columns: list[str]) -> list[str]:
-    lead = [c for c in LEADING_COLUMNS if c in columns]
+def _order_columns(columns: list[str], swept: list[str]) -> list[str]:
+    """Leading columns, then the swept hyperparameters, then the rest alphabetically."""
+    lead = [c for c in LEADING_COLUMNS if c in columns] + [c for c in swept if c in columns]
     return lead + sorted(c for c in columns if c not in lead)
 
 
@@ -120,6 +178,8 @@ def collect_runs(root: str | Path) -> Collection:
     if not root.is_dir():
         raise FileNotFoundError(f"run folder not found: {root}")
     rows, unreadable, finished = [], [], set()
+    run_dirs: list[Path] = []
+    deltas: list[list[str]] = []
     for path in sorted(root.rglob(RESULT_FILE)):
         try:
             record = json.loads(path.read_text())
@@ -132,16 +192,20 @@ def collect_runs(root: str | Path) -> Collection:
             unreadable.append(path)
             continue
         finished.add(path.parent)
-        row = flatten(record)
+        run_dirs.append(path.parent)
+        deltas.append(_delta_keys(record, path.parent))
+        row = flatten({k: v for k, v in record.items() if k != "config_delta"})
+        row["config_delta"] = _cell(record.get("config_delta"))
         if "run_dir" in row:  # where the run was trained; keep it, but locate it by disk
             row["recorded_run_dir"] = row.pop("run_dir")
         row["run_dir"] = path.parent.relative_to(root).as_posix() or "."
         rows.append(row)
+    swept = add_swept_columns(rows, run_dirs, deltas)
     table = pd.DataFrame(rows)
     if len(table):
         table = add_loss_column(table)
         table = table.sort_values("run_dir", kind="stable").reset_index(drop=True)
-        table = table[_order_columns(list(table.columns))]
+        table = table[_order_columns(list(table.columns), swept)]
     # A run with a broken result.json is reported as unreadable, not unfinished.
     seen = finished | {p.parent for p in unreadable}
     return Collection(table, find_unfinished(root, seen), unreadable)

@@ -135,23 +135,37 @@ def prepare_table(df: pd.DataFrame, params_col: str = "params") -> pd.DataFrame:
     return out.loc[ok].reset_index(drop=True)
 
 
+def group_columns(group_col: str | None) -> list[str]:
+    """``"algo,optim.lr"`` -> ``["algo", "optim.lr"]``; None -> []."""
+    return [c.strip() for c in (group_col or "").split(",") if c.strip()]
+
+
 def split_groups(df: pd.DataFrame, group_col: str | None) -> dict[str, pd.DataFrame]:
     """Split a table by ``group_col`` (sorted by group name).
 
     Args:
         df: Table to split.
-        group_col: Column to group by, or None for one group named ``all``.
+        group_col: Column to group by, several as ``"algo,optim.lr"``, or None for one
+            group named ``all``. One column names groups by its values (``ar``), several
+            by ``col=value`` pairs (``algo=ar, optim.lr=0.003``).
 
     Returns:
         Mapping group name -> sub-table (index reset).
 
     Raises:
-        MissingColumnsError: If ``group_col`` is given but absent.
+        MissingColumnsError: If a group column is given but absent.
     """
-    if group_col is None:
+    cols = group_columns(group_col)
+    if not cols:
         return {"all": df.reset_index(drop=True)}
-    require_columns(df, [group_col])
-    keys = df[group_col].fillna("nan").astype(str)
+    require_columns(df, cols)
+    parts = [df[c].fillna("nan").astype(str) for c in cols]
+    if len(cols) == 1:
+        keys = parts[0]
+    else:
+        keys = parts[0].radd(f"{cols[0]}=")
+        for col, part in zip(cols[1:], parts[1:]):
+            keys = keys + f", {col}=" + part
     return {
         name: df.loc[keys == name].reset_index(drop=True) for name in sorted(keys.unique())
     }
