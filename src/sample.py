@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -50,11 +51,35 @@ def make_judge(spec: str, device: torch.device) -> HFJudge | CheckpointJudge:
     return HFJudge(spec, device=str(device))
 
 
+def partial_sampler_overrides(argv: list[str]) -> list[str]:
+    """`sampler.top_p=0.9` without `sampler=<name>` edits the run's own sampler: Hydra needs
+    `+sampler.top_p=0.9` for a key of a group that is not selected."""
+    if any(a.split("=", 1)[0].lstrip("+~") == "sampler" for a in argv):
+        return argv
+    return [f"+{a}" if a.startswith("sampler.") else a for a in argv]
+
+
+def sampler_config(cfg: DictConfig, run_sampler: DictConfig) -> DictConfig:
+    """The sampler to use: `sampler=<name>` (+ its overrides), or the run's own sampler with
+    `sampler.<key>=...` applied."""
+    chosen = cfg.get("sampler")
+    if not chosen:
+        return run_sampler
+    if "_target_" in chosen:
+        return chosen
+    unknown = sorted(set(chosen) - set(run_sampler))
+    if unknown:
+        options = ", ".join(k for k in run_sampler if k != "_target_")
+        raise ValueError(f"sampler.{unknown[0]} is not an option of this run's sampler "
+                         f"({run_sampler._target_}): its options are {options}")
+    return OmegaConf.merge(run_sampler, chosen)
+
+
 def sample(cfg: DictConfig) -> dict[str, Any]:
     device = _device(cfg.device)
     run = load_run(cfg.ckpt, device=device)
     tok, algo = run.datamodule.tokenizer, run.algo
-    sampler_cfg = cfg.sampler if cfg.get("sampler") else run.cfg.sampler
+    sampler_cfg = sampler_config(cfg, run.cfg.sampler)
     overrides = {"steps": cfg.steps} if cfg.steps is not None and "steps" in sampler_cfg else {}
     sampler = instantiate(OmegaConf.merge(sampler_cfg, overrides))
     length = int(cfg.length or run.cfg.data.seq_len)
@@ -102,4 +127,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = partial_sampler_overrides(sys.argv)
     run_cli(main)

@@ -100,12 +100,32 @@ def test_sample_cli_with_prompt_and_own_ar_judge(runs, tmp_path):
     out = tmp_path / "samples.json"
     proc = _cli("src.sample", f"ckpt={runs['mdlm']['run_dir']}", "num_samples=3", "batch_size=2",
                 "steps=8", "prompt=ROMEO:", f"judge=ckpt:{runs['ar']['run_dir']}", f"out={out}",
-                f"paths.log_dir={tmp_path}")
+                f"paths.log_dir={tmp_path}", "sampler.top_p=0.9")  # edits the run's own sampler
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(out.read_text())
+    assert res["sampler"]["top_p"] == 0.9 and res["sampler"]["steps"] == 8
+    assert res["sampler"]["_target_"] == "src.samplers.ancestral.MDLMAncestral"
     assert res["num_samples"] == 3 and all(s.startswith("ROMEO:") for s in res["samples"])
     assert res["gen_ppl"] > 1 and res["unigram_entropy"] > 0
     assert all(len(ids) == 32 for ids in res["ids"])
+
+
+def test_unknown_option_of_the_runs_sampler_is_one_clear_line(runs, tmp_path):
+    from src.sample import main
+
+    line = cli_error(main, "src.sample", f"ckpt={runs['mdlm']['run_dir']}", "+sampler.top_k=5",
+                     f"paths.log_dir={tmp_path}")
+    assert "sampler.top_k is not an option of this run's sampler" in line and "top_p" in line
+
+
+def test_non_utf8_file_is_one_line_with_its_offset(tmp_path):
+    from src.train import main
+
+    (tmp_path / "corpus.txt").write_bytes(b"plain text\n" * 50 + b"caf\xe9 \xff\n" + b"more\n")
+    line = cli_error(main, "src.train", "data=text_files", f"data.path={tmp_path}/corpus.txt",
+                     "data.tokenizer.kind=byte", f"paths.log_dir={tmp_path}/runs",
+                     f"paths.cache_dir={tmp_path}/cache")
+    assert f"{tmp_path}/corpus.txt is not UTF-8 text: byte 0xe9 at offset 553" in line, line
 
 
 def test_prompt_longer_than_sequence_is_one_clear_line(runs, tmp_path):

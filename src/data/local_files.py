@@ -99,13 +99,57 @@ def load_local(
             "point data.path at files with text"
         )
     kwargs: dict[str, Any] = {"sample_by": sample_by} if builder == "text" else {}
-    ds = datasets.load_dataset(
-        builder,
-        data_files={"train": files},
-        split="train",
-        cache_dir=cache_dir,
-        streaming=streaming,
-        **kwargs,
-    )
+    try:
+        ds = datasets.load_dataset(
+            builder,
+            data_files={"train": files},
+            split="train",
+            cache_dir=cache_dir,
+            streaming=streaming,
+            **kwargs,
+        )
+    except Exception as err:  # datasets wraps the decode error in its own
+        if not _caused_by(err, UnicodeDecodeError):
+            raise
+        raise ValueError(_not_utf8_message(files)) from None
     check_field(ds, text_field)
     return Corpus(carve(ds, split, fraction) if must_carve else ds, text_field)
+
+
+def _caused_by(err: BaseException, kind: type[BaseException]) -> bool:
+    while err is not None:
+        if isinstance(err, kind):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def first_invalid_utf8(path: str | Path, block_size: int = 1 << 20) -> int | None:
+    """Byte offset of the first byte of `path` that is not valid UTF-8 (None: all valid)."""
+    offset, carry = 0, b""  # carry: the start of a character split across two blocks
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(block_size)
+            data = carry + block
+            try:
+                data.decode("utf-8")
+                offset, carry = offset + len(data), b""
+            except UnicodeDecodeError as e:
+                if block and e.reason == "unexpected end of data":
+                    offset, carry = offset + e.start, data[e.start:]
+                else:
+                    return offset + e.start
+            if not block:
+                return None
+
+
+def _not_utf8_message(files: list[str]) -> str:
+    for f in files:
+        at = first_invalid_utf8(f)
+        if at is not None:
+            with open(f, "rb") as fh:
+                fh.seek(at)
+                byte = fh.read(1)
+            return (f"{f} is not UTF-8 text: byte 0x{byte.hex()} at offset {at}; convert it "
+                    f"(e.g. iconv -f latin1 -t utf-8) or leave it out of data.path")
+    return f"a file under data.path is not UTF-8 text ({len(files)} file(s)): convert it to UTF-8"

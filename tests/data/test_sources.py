@@ -180,3 +180,16 @@ def test_hub_path_carves_or_uses_test_split(tmp_path):
     kw["name"] = str(with_test)
     assert list(load_texts("hf", "validation", **kw)) == ["held out"]
     assert len(list(load_texts("hf", "train", **kw))) == 80
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 1 << 20])
+def test_first_invalid_utf8_offset_across_block_boundaries(tmp_path, block):
+    from src.data.local_files import first_invalid_utf8
+
+    good, bad, cut = tmp_path / "good.txt", tmp_path / "bad.txt", tmp_path / "cut.txt"
+    good.write_bytes("é€𝄞 ok".encode() * 3)
+    bad.write_bytes("é€".encode() + b"x\xff" + "é".encode())
+    cut.write_bytes("ab".encode() + "€".encode()[:2])  # a character cut off at the end
+    assert first_invalid_utf8(good, block) is None
+    assert first_invalid_utf8(bad, block) == 6
+    assert first_invalid_utf8(cut, block) == 2
