@@ -90,3 +90,28 @@ def test_prepare_table_compute_and_loss_fallbacks():
     assert prepared["L"].tolist() == [3.0, 2.9]
     assert prepared["C"].tolist() == pytest.approx([7e17, 6 * 1e8 * 2e9])  # flops, else 6ND
     assert prepared["budget"].tolist() == prepared["C"].tolist()
+
+
+def test_split_groups_by_several_columns():
+    from src.scaling.table import split_groups
+
+    df = pd.DataFrame({"algo": ["ar", "ar", "mdlm", "ar"], "optim.lr": [1e-3, 3e-3, 1e-3, 1e-3],
+                       "loss": [1.0, 2.0, 3.0, 4.0]})
+    groups = split_groups(df, "algo,optim.lr")
+    assert sorted(groups) == ["algo=ar, optim.lr=0.001", "algo=ar, optim.lr=0.003",
+                              "algo=mdlm, optim.lr=0.001"]
+    assert groups["algo=ar, optim.lr=0.001"]["loss"].tolist() == [1.0, 4.0]
+    assert sorted(split_groups(df, "algo")) == ["ar", "mdlm"]  # one column: its values
+
+
+def test_swept_keys_become_columns_with_each_runs_value(tmp_path):
+    base = {"algo": "ar", "model": "1M", "params": 1e6, "tokens": 1e6, "val_nll": 3.0}
+    for name, lr, delta in (("s0", 0.001, {}), ("s0-abc", 0.003, {"optim.lr": 0.003})):
+        _write(tmp_path / name, {**base, "config_delta": delta})
+        (tmp_path / name / "config.yaml").write_text(
+            f"optim:\n  lr: {lr}\n  betas: [0.9, 0.99]\ntrainer:\n  devices: 1\nrun_dir: x\n")
+    table = collect_runs(tmp_path).table
+    assert table["optim.lr"].tolist() == [0.001, 0.003]
+    assert "optim.betas" not in table.columns  # not swept
+    columns = list(table.columns)  # the leading result columns, then the swept axes, then the rest
+    assert columns.index("loss") + 1 == columns.index("optim.lr") < columns.index("config_delta")
