@@ -123,6 +123,7 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
     trainer.accumulate_grad_batches = accum
     trainer.val_check_interval = int(cfg.training.val_every_n_steps) * accum
     dm.max_train_batches = trainer.max_steps * accum
+    dm.accumulation = accum
     dm.val_max_batches = cfg.training.val_max_batches  # global over ranks (not Lightning's per-rank cap)
 
     resume = find_resume_checkpoint(ckpt_dir, rank_zero=trainer.is_global_zero)

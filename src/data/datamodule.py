@@ -120,6 +120,8 @@ class LMDataModule(L.LightningDataModule):
         if self.unique_tokens is not None and self.unique_tokens < 1:
             raise ValueError(f"data.unique_tokens={unique_tokens} must be >= 1 (null = all data)")
         self.consumed_batches = 0
+        self.accumulation = 1  # micro-batches per optimizer step (train.py sets it)
+        self._resume_samples: int | None = None
         self.world_size, self.rank = 1, 0
         self._tokenizer: Tokenizer | None = None
         self._streams: dict[str, TokenStream] = {}
@@ -218,6 +220,7 @@ class LMDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Resumable shuffled loader starting at ``consumed_batches``."""
         self._check_distributed()
+        self._position_from_samples()
         self.train_sampler = ResumableBatchSampler(
             self.num_train_samples,
             self.batch_size,
@@ -227,6 +230,7 @@ class LMDataModule(L.LightningDataModule):
             shuffle=self.shuffle,
             start_batch=self.consumed_batches,
             max_batches=self.max_train_batches,
+            accumulation=self.accumulation,
         )
         return make_loader(self.dataset("train"), self.train_sampler, self.num_workers)
 
@@ -240,25 +244,52 @@ class LMDataModule(L.LightningDataModule):
         return make_loader(ds, self.val_sampler, self.num_workers)
 
     # ---- resume state ----------------------------------------------------------------------
+    @property
+    def micro_batch_samples(self) -> int:
+        """Samples in one micro-batch over all ranks (W x B)."""
+        return self.world_size * self.batch_size
+
     def epoch_of(self, batch_index: int) -> int:
-        """Data epoch of training micro-batch ``batch_index``."""
-        per_epoch = self.num_train_samples // (self.world_size * self.batch_size)
+        """Data epoch of training micro-batch ``batch_index`` (epochs are cut in global batches)."""
+        global_batch = self.micro_batch_samples * self.accumulation
+        per_epoch = (self.num_train_samples // global_batch) * self.accumulation
         return batch_index // max(per_epoch, 1)
+
+    @property
+    def consumed_samples(self) -> int:
+        """Training samples consumed over all ranks (the position, whatever the split)."""
+        return self.consumed_batches * self.micro_batch_samples
 
     def state_dict(self) -> dict[str, Any]:
         """Resume state stored in checkpoints."""
         n = len(self._datasets["train"]) if "train" in self._datasets else None
         return {
             "consumed_batches": int(self.consumed_batches),
+            "consumed_samples": int(self.consumed_samples),
             "seed": self.seed,
             "num_train_samples": n,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restores ``consumed_batches`` (Lightning calls this before building dataloaders)."""
+        """Restores the position (Lightning calls this before building dataloaders). It is
+        kept in samples and turned into this run's micro-batches when the loader is built:
+        the number of processes or the micro-batch may differ from the saving run's."""
         self.consumed_batches = int(state_dict.get("consumed_batches", 0))
+        samples = state_dict.get("consumed_samples")
+        self._resume_samples = None if samples is None else int(samples)
         self._loaded_state = dict(state_dict)
         self._check_loaded_state()
+
+    def _position_from_samples(self) -> None:
+        if self._resume_samples is None:
+            return
+        samples, per = self._resume_samples, self.micro_batch_samples
+        if samples % per:
+            raise ValueError(
+                f"the checkpoint stopped after {samples} training samples, not a whole number of "
+                f"micro-batches of {per} ({self.world_size} processes x data.batch_size "
+                f"{self.batch_size}): resume with a data.batch_size that divides the global batch")
+        self.consumed_batches, self._resume_samples = samples // per, None
 
     def _check_loaded_state(self) -> None:
         state = self._loaded_state

@@ -2,16 +2,17 @@
 
 Training stream. The sample-index stream is the concatenation over epochs
 ``e = 0, 1, 2, ...`` of ``perm_e = torch.randperm(N, generator=seeded(seed, e))``
-(``arange(N)`` without shuffle). Each epoch is cut into
-``batches_per_epoch = N // (world_size * batch_size)`` *global* micro-batches of
-``world_size * batch_size`` consecutive indices; rank ``r`` takes slice
-``[r*B, (r+1)*B)`` of each. The last ``N mod (world_size*B)`` indices of each
-epoch are dropped (drop_last), so every micro-batch is full and all ranks
-step together; the dropped indices differ from epoch to epoch because the
-permutations do. Micro-batch ``k`` (counted per rank, same count on every
-rank) is epoch ``k // batches_per_epoch``, position ``k % batches_per_epoch``:
-any micro-batch can be computed directly, so resuming at ``start_batch=k``
-continues the uninterrupted stream exactly.
+(``arange(N)`` without shuffle). Each epoch is cut into ``N // G`` optimizer steps of
+``G = world_size * accumulation * batch_size`` (the global batch) consecutive indices;
+micro-batch ``m`` of a step goes to rank ``r`` as slice ``[(m*W + r)*B, (m*W + r + 1)*B)``
+of the step's indices. The last ``N mod G`` indices of each epoch are dropped (drop_last), so
+every micro-batch is full and all ranks step together; the dropped indices differ from
+epoch to epoch because the permutations do. The stream depends on the global batch only:
+any split of it over processes and accumulation (same ``G``) trains on the same samples at
+every step, so a run may resume on another number of GPUs. Micro-batch ``k`` (counted per
+rank, same count on every rank) is step ``k // A``, micro-batch ``k % A`` of that step: any
+micro-batch can be computed directly, so resuming at ``start_batch=k`` continues the
+uninterrupted stream exactly.
 
 The sampler runs in the main process; DataLoader workers only fetch the
 index lists they are handed, so samples are never duplicated across workers.
@@ -54,6 +55,7 @@ class ResumableBatchSampler(Sampler[list[int]]):
         start_batch: Micro-batches already consumed by this run (resume point).
         max_batches: Total micro-batches of the run (absolute index, not relative to
             ``start_batch``); None = the stream is cut at epoch ends instead.
+        accumulation: Micro-batches per optimizer step on each rank (``A``).
 
     Length. Lightning restores its in-epoch batch counter on resume and expects
     ``len(loader)`` to count from the start of its epoch, so ``__len__`` is
@@ -73,23 +75,25 @@ class ResumableBatchSampler(Sampler[list[int]]):
         shuffle: bool = True,
         start_batch: int = 0,
         max_batches: int | None = None,
+        accumulation: int = 1,
     ) -> None:
-        if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"bad batch_size={batch_size}, world_size={world_size}, rank={rank}")
+        if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size or accumulation < 1:
+            raise ValueError(f"bad batch_size={batch_size}, world_size={world_size}, rank={rank}, "
+                             f"accumulation={accumulation}")
         if start_batch < 0:
             raise ValueError(f"start_batch must be >= 0, got {start_batch}")
-        global_batch = world_size * batch_size
+        global_batch = world_size * accumulation * batch_size
         if num_samples < global_batch:
             raise ValueError(
-                f"{num_samples} training samples are fewer than one global batch (world_size "
-                f"{world_size} x batch_size {batch_size}); lower data.batch_size or "
-                "data.seq_len, or use more data"
+                f"{num_samples} training samples are fewer than one global batch ({global_batch}"
+                f" = {world_size} processes x {accumulation} accumulation x batch_size "
+                f"{batch_size}); lower training.global_batch_size or data.seq_len, or use more data"
             )
         self.num_samples, self.batch_size = num_samples, batch_size
         self.world_size, self.rank = world_size, rank
         self.seed, self.shuffle = seed, shuffle
-        self.max_batches = max_batches
-        self.batches_per_epoch = num_samples // global_batch
+        self.max_batches, self.accumulation = max_batches, accumulation
+        self.batches_per_epoch = (num_samples // global_batch) * accumulation
         self.position = start_batch
         self._perm_epoch: int | None = None
         self._perm: torch.Tensor | None = None
@@ -119,6 +123,7 @@ class ResumableBatchSampler(Sampler[list[int]]):
     def batch(self, batch_index: int) -> list[int]:
         """This rank's indices for micro-batch ``batch_index``."""
         epoch, pos = divmod(batch_index, self.batches_per_epoch)
+        # pos = step * A + micro: the step's G indices start at step * G (see the module doc).
         start = (pos * self.world_size + self.rank) * self.batch_size
         return self.permutation(epoch)[start : start + self.batch_size].tolist()
 

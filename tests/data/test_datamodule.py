@@ -194,12 +194,43 @@ def test_ranks_and_resume_state(tmp_path):
     full = [b["input_ids"] for b in dm.train_dataloader()]
     dm.consumed_batches = 7
     state = dm.state_dict()
-    assert state == {"consumed_batches": 7, "seed": 0, "num_train_samples": dm.num_train_samples}
+    assert state == {"consumed_batches": 7, "consumed_samples": 28, "seed": 0,
+                     "num_train_samples": dm.num_train_samples}
     resumed = LMDataModule(**kw)
     resumed.setup("fit")
     resumed.load_state_dict(state)
     tail = [b["input_ids"] for b in resumed.train_dataloader()]
     assert len(tail) == 5 and all(torch.equal(a, b) for a, b in zip(full[7:], tail, strict=True))
+
+
+def test_resume_on_another_number_of_processes(tmp_path):
+    """Global batch 8 as 2 ranks x 4 (no accumulation), resumed as 1 rank x 4 x 2 accumulation
+    steps: the position is kept in samples, and each step trains on the same 8 samples."""
+    folder = write_text_files(tmp_path / "t", make_docs(30))
+    kw = {"source": "text", "path": str(folder), "tokenizer": BYTE, "seq_len": 16,
+          "batch_size": 4, "cache_dir": str(tmp_path / "c")}
+
+    def steps(dm: LMDataModule) -> list[set]:
+        batches = [b["input_ids"] for b in dm.train_dataloader()]
+        per_step = dm.accumulation
+        return [{tuple(r.tolist()) for b in batches[i:i + per_step] for r in b}
+                for i in range(0, len(batches), per_step)]
+
+    two = []
+    for rank in (0, 1):
+        dm = LMDataModule(**kw, max_train_batches=6)
+        dm.trainer = _fake_trainer(2, rank)
+        dm.setup("fit")
+        two.append(steps(dm))
+    two_ranks = [a | b for a, b in zip(*two)]  # 6 steps of 8 samples
+    dm.consumed_batches = 3  # stopped after 3 steps
+    state = dm.state_dict()
+
+    one = LMDataModule(**kw, max_train_batches=12)
+    one.accumulation = 2
+    one.setup("fit")
+    one.load_state_dict(state)
+    assert steps(one) == two_ranks[3:] and one.consumed_batches == 6
 
 
 def test_distributed_sampler_must_be_off(tmp_path):

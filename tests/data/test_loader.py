@@ -142,9 +142,27 @@ def test_validation_cap_is_global_over_ranks():
 
 
 def test_bad_sampler_arguments():
-    with pytest.raises(ValueError, match="lower data.batch_size"):
+    with pytest.raises(ValueError, match="lower training.global_batch_size"):
         ResumableBatchSampler(10, 8, world_size=2)
     with pytest.raises(ValueError):
         ResumableBatchSampler(10, 2, world_size=2, rank=2)
     with pytest.raises(ValueError):
         ResumableBatchSampler(10, 2, start_batch=-1)
+
+
+def test_every_split_of_the_global_batch_trains_on_the_same_samples():
+    """G = 8 as 1 x 1 x 8, 2 ranks x 1 x 4, 1 rank x 2 accumulation x 4, 2 x 2 x 2: the same
+    samples at every optimizer step, over several epochs of N = 21 (N mod G = 5 dropped)."""
+    n, steps = 21, 9
+
+    def per_step(world: int, accum: int, batch: int) -> list[set[int]]:
+        samplers = [ResumableBatchSampler(n, batch, world, r, seed=3, accumulation=accum,
+                                          max_batches=steps * accum) for r in range(world)]
+        micro = [list(s) for s in samplers]
+        return [{i for r in range(world) for m in range(accum) for i in micro[r][k * accum + m]}
+                for k in range(steps)]
+
+    reference = per_step(1, 1, 8)
+    assert all(len(s) == 8 for s in reference)
+    for world, accum, batch in ((2, 1, 4), (1, 2, 4), (2, 2, 2), (1, 8, 1)):
+        assert per_step(world, accum, batch) == reference, (world, accum, batch)
