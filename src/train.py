@@ -22,13 +22,13 @@ from src.callbacks.step_checkpoint import StepCheckpoint
 from src.callbacks.throughput import Throughput
 from src.data.datamodule import DataProgress
 from src.models.dit import count_params
-from src.models.flops import flops_per_token
-from src.scaling.budget import steps_for_budget
+from src.scaling.budget import run_flops_per_token, steps_for_budget
 from src.results import RESULT_FILE, atomic_write_text, read_result, write_json
 from src.resume.selection import find_resume_checkpoint
 from src.resume.stop_signals import StopSignals, StoppedEarly, catching_stop_signals
 from src.runs.config_guard import guard_run_config, recorded_changes
 from src.runs.identity import RunIdentity, assign_identity
+from src.runs.lineage import prepare_start
 from src.runs.lock import run_lock
 from src.utils.resolvers import register_resolvers
 from src.utils.cli import one_line_errors, run_cli
@@ -102,21 +102,23 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
 
     seq_len, global_batch = int(cfg.data.seq_len), int(cfg.training.global_batch_size)
     tokens_per_step = global_batch * seq_len
-    m = cfg.model
-    fpt = flops_per_token(
-        dim=m.dim, n_blocks=m.n_blocks, n_heads=m.n_heads, vocab_size=tok.vocab_size,
-        seq_len=seq_len, convention=str(cfg.flops.convention), algo=algo.name,
-        cond_dim=m.cond_dim, adaln=m.adaln,
-    )
+    fpt = run_flops_per_token(cfg, tok.vocab_size)
     budget = cfg.training.flops_budget
     max_steps = (steps_for_budget(float(budget), fpt, global_batch, seq_len)
                  if budget is not None else int(cfg.training.max_steps))
     ckpt_dir = run_dir / "checkpoints"
+    resume = find_resume_checkpoint(ckpt_dir, rank_zero=is_launch_rank_zero())
+    if resume.path is not None:
+        log.info("resuming from %s (step %d)", resume.path, resume.step)
+    # training.init_from: the parent's weights are loaded now, or (fork) copied in as the
+    # run's first checkpoint; a run with checkpoints of its own reads its lineage from them.
+    start = prepare_start(cfg, algo, tok, resume.path, ckpt_dir, tokens_per_step, fpt, max_steps)
     checkpoint = StepCheckpoint(ckpt_dir, int(cfg.training.ckpt_every_n_steps),
-                                int(cfg.training.keep_last_k))
+                                int(cfg.training.keep_last_k), list(cfg.training.keep_steps))
     preemption = Preemption(stops)
     throughput = Throughput(tokens_per_step, fpt, int(cfg.trainer.log_every_n_steps))
-    extra = [checkpoint, preemption, throughput, DataProgress(), StoreConfig(cfg)]
+    extra = [checkpoint, preemption, throughput, DataProgress(), StoreConfig(cfg, tok),
+             *start.callbacks]
     trainer = build_trainer(cfg, run_dir, extra, max_steps)
     sharded = isinstance(trainer.strategy, FSDPStrategy)
     accum = accumulation_steps(global_batch, int(cfg.data.batch_size), trainer.world_size)
@@ -126,19 +128,20 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
     dm.accumulation = accum
     dm.val_max_batches = cfg.training.val_max_batches  # global over ranks (not Lightning's per-rank cap)
 
-    resume = find_resume_checkpoint(ckpt_dir, rank_zero=trainer.is_global_zero)
-    if resume.path is not None:
-        log.info("resuming from %s (step %d)", resume.path, resume.step)
     if stops.received is not None:  # signalled during setup: nothing new to save
         raise StoppedEarly(str(run_dir), resume.step, stops.name, stops.submitit_requeue_handler())
     t0 = time.time()
     # StepCheckpoint saves the final step too and points last.ckpt at it (evaluate/sample read it).
-    trainer.fit(algo, datamodule=dm, ckpt_path=str(resume.path) if resume.path else None)
+    trainer.fit(algo, datamodule=dm,
+                ckpt_path=str(start.resume_from) if start.resume_from else None)
     if preemption.stopped_at is not None and trainer.global_step < max_steps:
         raise StoppedEarly(str(run_dir), trainer.global_step, preemption.signal_name,
                            stops.submitit_requeue_handler())
     final = trainer.validate(algo, datamodule=dm, verbose=False)[0]
 
+    step, lineage = trainer.global_step, start.lineage
+    own_tokens = lineage.own_tokens(step)
+    books = lineage.at_step(step)
     result: dict[str, Any] = {
         "algo": algo.name,
         "model": str(cfg.model.name),
@@ -148,13 +151,17 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
         "vocab_size": tok.vocab_size,
         "seq_len": seq_len,
         "global_batch_size": global_batch,
-        "steps": trainer.global_step,
-        "tokens": trainer.global_step * tokens_per_step,
-        "flops": trainer.global_step * tokens_per_step * fpt,
+        "steps": step,
+        # This run's own training; the cumulative_* columns add its ancestors' (scaling fits).
+        "tokens": own_tokens,
+        "flops": own_tokens * fpt,
+        "cumulative_tokens": books["cumulative_tokens"],
+        "cumulative_flops": books["cumulative_flops"],
+        "parent": lineage.parent,
         "flops_per_token": fpt,
-        # Data repetition: unique training tokens seen per epoch, and epochs over them.
+        # Data repetition: unique training tokens per epoch, and epochs of the data stream.
         "unique_tokens": dm.train_tokens_per_epoch,
-        "epochs": trainer.global_step * tokens_per_step / dm.train_tokens_per_epoch,
+        "epochs": dm.consumed_samples * seq_len / dm.train_tokens_per_epoch,
         "flops_convention": str(cfg.flops.convention),
         "flops_budget": None if budget is None else float(budget),
         "val_nll": final["val/nll"],
@@ -162,7 +169,7 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
         "val_ppl": final["val/ppl"],
         "train_time_s": throughput.train_time_s,
         "wall_time_s": time.time() - t0,
-        "tokens_per_s": trainer.global_step * tokens_per_step / max(throughput.train_time_s, 1e-9),
+        "tokens_per_s": own_tokens / max(throughput.train_time_s, 1e-9),
         "run_dir": str(run_dir),
         "config_hash": cfg.run_identity.config_hash,
         "config_delta": OmegaConf.to_container(cfg.run_identity.config_delta),

@@ -150,7 +150,27 @@ class Algo(L.LightningModule):
         sched_kwargs = {k: v for k, v in self.sched_cfg.items() if k != "name"}
         fn = lr_lambda(self.sched_cfg["name"], max_steps=self.trainer.max_steps, **sched_kwargs)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, fn)
+        # This config's hyperparameters (lr before the schedule, decay, betas...) per group.
+        self._configured_groups = [{k: v for k, v in g.items() if k not in ("params", "lr")}
+                                   for g in opt.param_groups]
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        """This run's config wins over a restored optimizer's hyperparameters: a fork
+        (training.init_mode=fork) or a deliberate config change may set another peak lr,
+        decay or schedule than the checkpoint's. On a plain resume the values are equal."""
+        groups = getattr(self, "_configured_groups", None)
+        if not groups or not self.trainer.optimizers:
+            return
+        opt = self.trainer.optimizers[0]
+        for group, configured in zip(opt.param_groups, groups):
+            group.update(configured)
+        for config in self.trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            sched.base_lrs = [g["initial_lr"] for g in opt.param_groups]
+            for g, base, fn in zip(opt.param_groups, sched.base_lrs, sched.lr_lambdas):
+                g["lr"] = base * fn(sched.last_epoch)  # LambdaLR's own expression
+            sched._last_lr = [g["lr"] for g in opt.param_groups]
 
     # ---- checkpoint extras -----------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -10,10 +10,18 @@ from omegaconf import DictConfig, OmegaConf
 
 
 class StoreConfig(L.Callback):
-    def __init__(self, cfg: DictConfig) -> None:
+    """Also the tokenizer's fingerprint: a run started from this checkpoint
+    (`training.init_from`) must speak the same ids."""
+
+    def __init__(self, cfg: DictConfig, tokenizer: Any = None) -> None:
         self.config = OmegaConf.to_container(cfg, resolve=True)
+        self.tokenizer = None if tokenizer is None else {
+            "name": tokenizer.name, "vocab_size": tokenizer.vocab_size,
+            "fingerprint": tokenizer.fingerprint}
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         checkpoint["run_config"] = self.config
+        if self.tokenizer is not None:
+            checkpoint["tokenizer"] = self.tokenizer

@@ -48,13 +48,19 @@ class StepCheckpoint(Checkpoint):
         every_n_steps: periodic save interval in optimizer steps (0 = only stops and the end).
         keep_last_k: step files kept besides `last.ckpt` (>= 1 keeps a fallback for a
             corrupt newest file).
+        keep_steps: steps always saved and never pruned (branch points for
+            `training.init_from` with `training.init_step`, e.g. WSD cool-downs).
     """
 
-    def __init__(self, dirpath: str | Path, every_n_steps: int, keep_last_k: int = 2) -> None:
+    def __init__(self, dirpath: str | Path, every_n_steps: int, keep_last_k: int = 2,
+                 keep_steps: tuple[int, ...] | list[int] = ()) -> None:
         if keep_last_k < 0:
             raise ValueError(f"training.keep_last_k must be >= 0, got {keep_last_k}")
+        if any(int(s) < 1 for s in keep_steps):
+            raise ValueError(f"training.keep_steps must be steps >= 1, got {list(keep_steps)}")
         self.dirpath = Path(dirpath)
         self.every_n_steps, self.keep_last_k = int(every_n_steps), int(keep_last_k)
+        self.keep_steps = frozenset(int(s) for s in keep_steps)
         self._pending: tuple[int, Path] | None = None
         self._saved_step: int | None = None
         self._step_before: int | None = None  # global_step when the current batch started
@@ -73,7 +79,7 @@ class StepCheckpoint(Checkpoint):
         if not self._last_batch_stepped:
             return  # mid-accumulation: the partial gradients are not in a checkpoint
         periodic = self.every_n_steps > 0 and step % self.every_n_steps == 0
-        if periodic or trainer.should_stop or step >= trainer.max_steps:
+        if periodic or step in self.keep_steps or trainer.should_stop or step >= trainer.max_steps:
             self._save(trainer, step)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -114,7 +120,7 @@ class StepCheckpoint(Checkpoint):
         log.info("checkpoint saved: %s (step %d)", final, step)
 
     def _prune(self) -> None:
-        files = step_files(self.dirpath)
+        files = [(s, p) for s, p in step_files(self.dirpath) if s not in self.keep_steps]
         for _, path in files[: max(len(files) - self.keep_last_k, 0)]:
             path.unlink(missing_ok=True)  # last.ckpt keeps the newest alive even with K = 0
 

@@ -84,6 +84,17 @@ def max_steps(
     return steps_for_budget(flops_budget, fpt, global_batch_size, seq_len)
 
 
+def run_flops_per_token(cfg: Any, vocab_size: int) -> float:
+    """FLOPs per training token of a run config (`cfg.flops.convention`, the model shape, the
+    algo, data.seq_len): what src.train budgets and records."""
+    m = cfg.model
+    return _flops_per_token(
+        dim=int(m.dim), n_blocks=int(m.n_blocks), n_heads=int(m.n_heads), vocab_size=vocab_size,
+        seq_len=int(cfg.data.seq_len), convention=str(cfg.flops.convention), algo=str(cfg.algo.name),
+        cond_dim=int(m.cond_dim), adaln=bool(m.adaln),
+    )
+
+
 def flops_so_far(step: int, flops_per_token: float, global_batch_size: int, seq_len: int) -> float:
     """Training FLOPs spent after `step` completed optimizer steps (0 at step 0)."""
     if step < 0:

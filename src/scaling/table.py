@@ -94,10 +94,16 @@ def _numeric(df: pd.DataFrame, col: str) -> pd.Series:
     return pd.to_numeric(df[col], errors="coerce").astype(float)
 
 
+def _cumulative(df: pd.DataFrame, col: str) -> pd.Series:
+    own = _numeric(df, col)
+    return _numeric(df, f"cumulative_{col}").where(lambda s: np.isfinite(s) & (s > 0), own)
+
+
 def prepare_table(df: pd.DataFrame, params_col: str = "params") -> pd.DataFrame:
     """Add the canonical fit columns N, D, L, C, budget and drop unusable rows.
 
-    ``C`` is the ``flops`` column where present and finite, else ``6 N D``
+    ``D`` and ``C`` are ``cumulative_tokens`` / ``cumulative_flops`` where present (runs
+    started from a parent), else ``tokens`` / ``flops``. ``C`` falls back to ``6 N D``
     (Kaplan et al. 2020 / Chinchilla convention). ``budget`` is ``flops_budget``
     where present, else ``C``. Rows with a non-finite or non-positive N, D or L
     are dropped with a warning.
@@ -116,10 +122,12 @@ def prepare_table(df: pd.DataFrame, params_col: str = "params") -> pd.DataFrame:
     require_columns(df, _required(params_col))
     out = df.copy()
     out["N"] = _numeric(df, params_col)
-    out["D"] = _numeric(df, "tokens")
+    # A run started from another (training.init_from) was trained on its ancestors' tokens
+    # and FLOPs too: the cumulative columns, where present, are its D and C.
+    out["D"] = _cumulative(df, "tokens")
     out["L"] = _numeric(df, "loss")
     six_nd = 6.0 * out["N"] * out["D"]
-    out["C"] = _numeric(df, "flops").where(lambda s: np.isfinite(s) & (s > 0), six_nd)
+    out["C"] = _cumulative(df, "flops").where(lambda s: np.isfinite(s) & (s > 0), six_nd)
     out["budget"] = _numeric(df, "flops_budget").where(
         lambda s: np.isfinite(s) & (s > 0), out["C"]
     )
