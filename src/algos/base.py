@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from src.algos.randomness import StepRandomness, derive_seed, make_generator
 from src.optim.ema import EMA
-from src.optim.param_groups import param_groups
+from src.optim.param_groups import build_optimizer, param_groups
 from src.optim.schedules import lr_lambda
 
 
@@ -142,11 +142,11 @@ class Algo(L.LightningModule):
     # ---- optimizer -----------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.optim_cfg
-        groups = param_groups(self.backbone, cfg["weight_decay"], cfg.get("decay_norm_bias_embed", False))
-        opt = torch.optim.AdamW(
-            groups, lr=cfg["lr"], betas=tuple(cfg["betas"]), eps=cfg["eps"],
-            fused=self.device.type == "cuda",
-        )
+        groups = param_groups(self.backbone, cfg["weight_decay"], cfg.get("decay_norm_bias_embed", False),
+                              lr=cfg["lr"], eps=cfg["eps"])
+        opt = build_optimizer(cfg.get("optimizer", "torch.optim.AdamW"), groups, lr=cfg["lr"],
+                              betas=tuple(cfg["betas"]), eps=cfg["eps"],
+                              fused=self.device.type == "cuda")
         sched_kwargs = {k: v for k, v in self.sched_cfg.items() if k != "name"}
         fn = lr_lambda(self.sched_cfg["name"], max_steps=self.trainer.max_steps, **sched_kwargs)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, fn)

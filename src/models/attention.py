@@ -50,9 +50,11 @@ def resolve_backend(requested: str, device_type: str) -> str:
 
 
 def _math_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, mask: torch.Tensor | None
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, mask: torch.Tensor | None,
+    scale: float | None = None,
 ) -> torch.Tensor:
-    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, H, Lq, Lk)
+    scores = q @ k.transpose(-2, -1)  # (B, H, Lq, Lk)
+    scores = scores / math.sqrt(q.shape[-1]) if scale is None else scores * scale
     if causal:
         lq, lk = q.shape[-2], k.shape[-2]
         # Queries are the last lq positions of the lk keys (KV-cache decoding).
@@ -71,6 +73,7 @@ def attention(
     causal: bool,
     backend: str,
     mask: torch.Tensor | None = None,
+    scale: float | None = None,
 ) -> torch.Tensor:
     """Scaled dot-product attention.
 
@@ -80,17 +83,19 @@ def attention(
         causal: lower-triangular mask aligned to the bottom-right.
         backend: a resolved backend name ("flash", "sdpa", "math").
         mask: optional bool mask broadcastable to (B, H, Lq, Lk), True = attend.
+        scale: logit scale; None = 1 / sqrt(Dh) (muP passes its own, parameterization.py).
 
     Returns:
         (B, H, Lq, Dh)
     """
     if backend == "math":
-        return _math_attention(q, k, v, causal, mask)
+        return _math_attention(q, k, v, causal, mask, scale)
     if backend == "flash" and mask is None:
         from flash_attn import flash_attn_func  # optional GPU extra
 
         out = flash_attn_func(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=causal
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=causal,
+            softmax_scale=scale,
         )  # flash-attn aligns causal masks bottom-right, like our cache decoding
         return out.transpose(1, 2)
     lq, lk = q.shape[-2], k.shape[-2]
@@ -99,4 +104,4 @@ def attention(
         allowed = torch.ones(lq, lk, dtype=torch.bool, device=q.device).tril(lk - lq)
         mask = allowed if mask is None else mask & allowed
         causal = False
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale)

@@ -11,6 +11,9 @@ import torch.nn.functional as F
 from src.models.attention import resolve_backend
 from src.models.kv_cache import KVCache
 from src.models.layers import DiTBlock, FinalLayer, TimestepEmbedder, rotary_tables
+from src.models.parameterization import HIDDEN, Parameterization
+
+HIDDEN_WEIGHTS = ("qkv.weight", "attn_out.weight", "mlp.0.weight", "mlp.2.weight")
 
 
 class DiT(nn.Module):
@@ -33,19 +36,44 @@ class DiT(nn.Module):
         dropout: float = 0.0,
         adaln: bool = True,
         attn_backend: str = "auto",
+        parameterization: str = "sp",
+        base_width: int = 256,
+        base_depth: int = 4,
+        base_head_dim: int | None = None,
     ) -> None:
         super().__init__()
         self.vocab_size, self.dim, self.n_blocks, self.n_heads = vocab_size, dim, n_blocks, n_heads
         self.max_seq_len = max_seq_len
         self.attn_backend = attn_backend
+        self.parameterization = Parameterization.build(
+            parameterization, dim, n_blocks, n_heads, base_width, base_depth, base_head_dim)
+        p13n = self.parameterization
         cond = cond_dim if adaln else None
         self.embed = nn.Parameter(torch.empty(vocab_size, dim))
-        nn.init.kaiming_uniform_(self.embed, a=math.sqrt(5))
+        if p13n.is_sp:
+            nn.init.kaiming_uniform_(self.embed, a=math.sqrt(5))  # bound 1/sqrt(dim)
+        else:
+            bound = p13n.embed_init_bound(dim)
+            nn.init.uniform_(self.embed, -bound, bound)
         self.sigma_embed = TimestepEmbedder(cond_dim) if adaln else None
         self.blocks = nn.ModuleList(
-            DiTBlock(dim, n_heads, cond, dropout) for _ in range(n_blocks)
+            DiTBlock(dim, n_heads, cond, dropout, residual_scale=p13n.residual_scale,
+                     attn_scale=p13n.attn_scale(dim // n_heads))
+            for _ in range(n_blocks)
         )
-        self.final = FinalLayer(dim, vocab_size, cond)
+        self.final = FinalLayer(dim, vocab_size, cond, output_scale=p13n.output_scale)
+
+    def param_role(self, name: str) -> str:
+        """What a parameter is to the parameterization: `hidden` (width x width matrices of
+        the blocks), `embedding`, `output` (readout weight) or `vector` (the rest: norms,
+        biases, adaLN and time-embedding weights, whose fan-in is not the width)."""
+        if name == "embed":
+            return "embedding"
+        if name == "final.linear.weight":
+            return "output"
+        if name.startswith("blocks.") and name.endswith(HIDDEN_WEIGHTS):
+            return HIDDEN
+        return "vector"
 
     @property
     def head_dim(self) -> int:

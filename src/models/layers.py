@@ -81,12 +81,15 @@ class DiTBlock(nn.Module):
     """Pre-norm transformer block with adaLN-Zero modulation (optional, GPT mode without)."""
 
     def __init__(
-        self, dim: int, n_heads: int, cond_dim: int | None, dropout: float, mlp_ratio: int = 4
+        self, dim: int, n_heads: int, cond_dim: int | None, dropout: float, mlp_ratio: int = 4,
+        residual_scale: float = 1.0, attn_scale: float | None = None,
     ) -> None:
         super().__init__()
         if dim % n_heads or (dim // n_heads) % 2:
             raise ValueError(f"dim {dim} must split into {n_heads} heads of even size")
         self.n_heads, self.head_dim = n_heads, dim // n_heads
+        # CompleteP's 1/m_L on every residual branch, muP's attention scale (parameterization.py).
+        self.residual_scale, self.attn_scale = residual_scale, attn_scale
         self.norm1, self.norm2 = LayerNormFP32(dim), LayerNormFP32(dim)
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.attn_out = nn.Linear(dim, dim, bias=False)
@@ -127,21 +130,26 @@ class DiTBlock(nn.Module):
         q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if kv_cache is not None:
             k, v = kv_cache.update(layer, k, v)
-        a = attention(q, k, v, causal=causal, backend=backend, mask=mask)
+        a = attention(q, k, v, causal=causal, backend=backend, mask=mask, scale=self.attn_scale)
         a = self.attn_out(a.transpose(1, 2).reshape(b, length, dim))
         if self.adaln is None:
-            x = x + self.dropout(a)
-            return x + self.dropout(self.mlp(self.norm2(x)))
-        x = x + gate1 * self.dropout(a)
+            x = x + self._branch(self.dropout(a))
+            return x + self._branch(self.dropout(self.mlp(self.norm2(x))))
+        x = x + self._branch(gate1 * self.dropout(a))
         h = modulate(self.norm2(x), shift2, scale2)
-        return x + gate2 * self.dropout(self.mlp(h))
+        return x + self._branch(gate2 * self.dropout(self.mlp(h)))
+
+    def _branch(self, h: torch.Tensor) -> torch.Tensor:
+        return h if self.residual_scale == 1.0 else h * self.residual_scale
 
 
 class FinalLayer(nn.Module):
     """LayerNorm -> adaLN shift/scale -> Linear(d, V); zero-init so initial logits are 0."""
 
-    def __init__(self, dim: int, vocab_size: int, cond_dim: int | None) -> None:
+    def __init__(self, dim: int, vocab_size: int, cond_dim: int | None,
+                 output_scale: float = 1.0) -> None:
         super().__init__()
+        self.output_scale = output_scale  # muP's 1/m_w on the readout's input
         self.norm = LayerNormFP32(dim)
         self.linear = nn.Linear(dim, vocab_size)
         self.adaln = nn.Linear(cond_dim, 2 * dim) if cond_dim is not None else None
@@ -155,4 +163,4 @@ class FinalLayer(nn.Module):
         if self.adaln is not None:
             shift, scale = self.adaln(c)[:, None].chunk(2, dim=-1)
             h = modulate(h, shift, scale)
-        return self.linear(h)
+        return self.linear(h if self.output_scale == 1.0 else h * self.output_scale)
