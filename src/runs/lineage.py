@@ -63,12 +63,12 @@ class Lineage:
     flops_per_token: float
     parent: dict[str, Any] | None = None
     start_step: int = 0
-    start_tokens: float = 0.0
+    start_tokens: int = 0
     start_flops: float = 0.0
     ancestors: list[dict[str, Any]] = field(default_factory=list)
 
-    def own_tokens(self, step: int) -> float:
-        return float(step - self.start_step) * self.tokens_per_step
+    def own_tokens(self, step: int) -> int:
+        return (step - self.start_step) * self.tokens_per_step
 
     def at_step(self, step: int) -> dict[str, Any]:
         """The record a checkpoint at `step` carries."""
@@ -132,18 +132,18 @@ def load_parent(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
     return path, ckpt
 
 
-def parent_progress(ckpt: dict[str, Any]) -> tuple[float, float, list[dict[str, Any]]]:
+def parent_progress(ckpt: dict[str, Any]) -> tuple[int, float, list[dict[str, Any]]]:
     """(cumulative tokens, cumulative FLOPs, ancestors) of a parent checkpoint's weights."""
     record = ckpt.get("lineage")
     if record is not None:
         ancestors = list(record.get("ancestors", []))
         if record.get("parent") is not None:
             ancestors = [record["parent"], *ancestors]
-        return float(record["cumulative_tokens"]), float(record["cumulative_flops"]), ancestors
+        return record["cumulative_tokens"], float(record["cumulative_flops"]), ancestors
     # Written before lineages: a run from scratch; its rates follow from its config.
     cfg = OmegaConf.create(ckpt["run_config"])
     vocab = int(ckpt["state_dict"]["backbone.embed"].shape[0])
-    tokens = float(ckpt["global_step"]) * int(cfg.training.global_batch_size) * int(cfg.data.seq_len)
+    tokens = int(ckpt["global_step"]) * int(cfg.training.global_batch_size) * int(cfg.data.seq_len)
     return tokens, tokens * run_flops_per_token(cfg, vocab), []
 
 

@@ -1,0 +1,120 @@
+"""The optimal learning rate of each model shape in an lr sweep: does it transfer?
+
+For each group (algo, parameterization, and the shape axis: width `model.dim` or depth
+`model.n_blocks`), validation loss is a function of log2(lr). A parabola fitted to the best
+grid point and its neighbours (up to two on each side) gives lr* = 2^(-b / 2a) and the loss
+there. An optimum at the edge of the grid is reported as the edge point and flagged, never
+extrapolated; runs whose loss is not finite (diverged) are left out and counted.
+Hyperparameters transfer when lr* does not move along the axis: the drift is
+log2(lr* at the largest shape / lr* at the smallest), in octaves.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from src.scaling.table import add_loss_column
+
+AXES = ("model.dim", "model.n_blocks")
+GROUP_COLUMNS = ("algo", "model.parameterization")
+
+
+@dataclass(frozen=True)
+class OptimalLR:
+    """lr* of one group; `at_edge` when the grid's best point is its smallest or largest lr."""
+
+    lr: float
+    loss: float
+    at_edge: bool
+    n_points: int
+    n_diverged: int
+
+
+def optimal_lr(lrs: np.ndarray, losses: np.ndarray) -> OptimalLR:
+    """lr* from one lr sweep (see the module docstring)."""
+    lrs, losses = np.asarray(lrs, float), np.asarray(losses, float)
+    ok = np.isfinite(losses)
+    n_diverged = int((~ok).sum())
+    order = np.argsort(lrs[ok])
+    x, y = np.log2(lrs[ok][order]), losses[ok][order]
+    if len(x) == 0:
+        return OptimalLR(math.nan, math.nan, True, 0, n_diverged)
+    best = int(np.argmin(y))
+    if best in (0, len(x) - 1) or len(x) < 3:
+        return OptimalLR(float(2 ** x[best]), float(y[best]), True, len(x), n_diverged)
+    lo, hi = max(best - 2, 0), min(best + 3, len(x))
+    a, b, c = np.polyfit(x[lo:hi], y[lo:hi], 2)
+    if a <= 0:  # not convex around the minimum: keep the grid point
+        return OptimalLR(float(2 ** x[best]), float(y[best]), False, len(x), n_diverged)
+    x_star = float(np.clip(-b / (2 * a), x[best - 1], x[best + 1]))
+    return OptimalLR(float(2 ** x_star), float(np.polyval([a, b, c], x_star)), False, len(x),
+                     n_diverged)
+
+
+def sweep_axis(df: pd.DataFrame) -> str:
+    """The shape axis a sweep varied: width (model.dim) or depth (model.n_blocks)."""
+    varied = [a for a in AXES if a in df.columns and df[a].nunique() > 1]
+    if len(varied) != 1:
+        raise ValueError(f"an lr-transfer table varies exactly one of {', '.join(AXES)} "
+                         f"(found: {', '.join(varied) or 'none'}); pass --axis")
+    return varied[0]
+
+
+def with_defaults(df: pd.DataFrame) -> pd.DataFrame:
+    """Runs at the default value of a swept key have it from their config (collect_runs);
+    a CSV without the column means the default everywhere."""
+    out = df.copy()
+    if "model.parameterization" not in out.columns:
+        out["model.parameterization"] = "sp"
+    return out
+
+
+def transfer_table(df: pd.DataFrame, axis: str | None = None) -> pd.DataFrame:
+    """One row per (algo, parameterization, axis value): lr*, its loss, flags.
+
+    Args:
+        df: collected runs with `optim.lr`, `loss` (or val_nll) and the axis column.
+        axis: model.dim or model.n_blocks (default: the one that varies).
+    """
+    df = with_defaults(add_loss_column(df))
+    missing = [c for c in ("optim.lr", *GROUP_COLUMNS) if c not in df.columns]
+    if missing:
+        raise ValueError(f"the run table lacks {', '.join(missing)}: sweep optim.lr "
+                         f"(experiment=lr_transfer_cpu) and collect with collect_runs.py")
+    axis = axis or sweep_axis(df)
+    rows = []
+    for (algo, p13n, value), g in df.groupby([*GROUP_COLUMNS, axis], sort=True):
+        fit = optimal_lr(pd.to_numeric(g["optim.lr"]).to_numpy(),
+                         pd.to_numeric(g["loss"], errors="coerce").to_numpy())
+        rows.append({"algo": algo, "parameterization": p13n, "axis": axis, "value": value,
+                     "lr_opt": fit.lr, "loss_opt": fit.loss, "at_edge": fit.at_edge,
+                     "n_points": fit.n_points, "n_diverged": fit.n_diverged})
+    return pd.DataFrame(rows)
+
+
+def drift(table: pd.DataFrame) -> pd.DataFrame:
+    """Octaves lr* moves from the smallest to the largest shape, per (algo, parameterization)."""
+    rows = []
+    for (algo, p13n), g in table.groupby(["algo", "parameterization"], sort=True):
+        g = g.sort_values("value")
+        first, last = g.iloc[0], g.iloc[-1]
+        rows.append({"algo": algo, "parameterization": p13n,
+                     "from": first["value"], "to": last["value"],
+                     "drift_octaves": math.log2(last["lr_opt"] / first["lr_opt"]),
+                     "edges": int(g["at_edge"].sum())})
+    return pd.DataFrame(rows)
+
+
+def markdown(df: pd.DataFrame, digits: int = 4) -> str:
+    """A pipe table (no extra dependency); floats to `digits` significant digits."""
+    def cell(v: object) -> str:
+        return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |",
+             "|" + "|".join("---" for _ in df.columns) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
