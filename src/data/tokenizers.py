@@ -14,6 +14,7 @@ training split and cached), ``gpt2`` (offline GPT-2 BPE files) and ``hf``
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -202,7 +203,11 @@ def build_tokenizer(
     if kind == "bpe":
         if name_or_path:
             backend = files.load_json_tokenizer(name_or_path)
-            return FastTokenizer(backend, name=Path(name_or_path).stem)
+            stem = Path(name_or_path).stem
+            # A BPE this repo trained and cached (bpe<V>-<digest>.json) keeps its fingerprint:
+            # same ids as the run that trained it (training.init_from checks it).
+            trained = re.fullmatch(r"bpe\d+-[0-9a-f]{16}", stem) is not None
+            return FastTokenizer(backend, name=stem, fingerprint=stem if trained else None)
         if train_texts is None:
             raise ValueError(
                 "tokenizer kind 'bpe' needs train_texts (the datamodule passes the training split) "

@@ -102,6 +102,9 @@ def test_bpe_from_saved_json(tmp_path, bpe_docs):
     tok.save(tmp_path / "tokenizer.json")
     loaded = build_tokenizer("bpe", name_or_path=str(tmp_path / "tokenizer.json"))
     assert loaded.encode(TEXT) == tok.encode(TEXT) and loaded.vocab_size == tok.vocab_size
+    # The cached file itself keeps the trained tokenizer's fingerprint (same ids).
+    cached = next(tmp_path.glob("bpe512-*.json"))
+    assert build_tokenizer("bpe", name_or_path=str(cached)).fingerprint == tok.fingerprint
 
 
 def test_hf_local_tokenizer_gets_mask(tmp_path, bpe_docs):
