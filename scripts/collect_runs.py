@@ -37,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  unfinished: {run_dir}")
     if found.unreadable:
         print(f"{len(found.unreadable)} unreadable result.json file(s) ignored")
+    if found.failed:
+        print(f"{len(found.failed)} failed (diverged) run(s) skipped: not results")
+        for run_dir, reason in sorted(found.failed.items()):
+            print(f"  failed: {run_dir}: {reason}")
     return 0
 
 

@@ -63,7 +63,8 @@ def load(source: Path, params_col: str):
     if source.is_dir():
         found = collect_runs(source)
         print(f"collected {len(found.table)} finished run(s) from {source}; "
-              f"{len(found.unfinished)} unfinished ignored", file=sys.stderr)
+              f"{len(found.unfinished)} unfinished and {len(found.failed)} failed (diverged) "
+              f"ignored", file=sys.stderr)
         if found.table.empty:
             raise MissingColumnsError(f"{source}: no result.json found")
         require_columns(found.table, [params_col, "tokens", "loss"], source=str(source))

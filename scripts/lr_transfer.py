@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("plots/lr_transfer"))
     args = p.parse_args(argv)
     if args.source.is_dir():
-        runs = collect_runs(args.source).table
+        runs = collect_runs(args.source, include_failed=True).table  # diverged: loss NaN
     elif args.source.is_file():
         runs = pd.read_csv(args.source)
     else:

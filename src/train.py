@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,8 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_only
@@ -17,16 +21,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.builders import build_algo, build_backbone, build_datamodule, build_trainer
 from src.callbacks.config_store import StoreConfig
+from src.callbacks.divergence import DivergenceGuard, Diverged, loss_threshold
 from src.callbacks.preemption import Preemption
 from src.callbacks.step_checkpoint import StepCheckpoint
 from src.callbacks.throughput import Throughput
 from src.data.datamodule import DataProgress
 from src.models.dit import count_params
 from src.scaling.budget import run_flops_per_token, steps_for_budget
-from src.results import RESULT_FILE, atomic_write_text, read_result, write_json
+from src.results import (FAILED_FILE, RESULT_FILE, atomic_write_text, read_failed, read_result,
+                         write_json)
 from src.resume.selection import find_resume_checkpoint
 from src.resume.stop_signals import StopSignals, StoppedEarly, catching_stop_signals
 from src.runs.config_guard import guard_run_config, recorded_changes
+from src.runs.failure import RunFailed, failure_message, mark_failed
 from src.runs.identity import RunIdentity, assign_identity
 from src.runs.lineage import prepare_start
 from src.runs.lock import run_lock
@@ -75,6 +82,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             # Checked before any data or model is built: later jobs of a chain end at once.
             rank_zero_only(print)(finished_message(run_dir), flush=True)
             return done
+        failed = read_failed(run_dir)
+        if failed is not None:
+            if not cfg.training.overwrite:
+                raise RunFailed(failure_message(run_dir, failed))
+            if is_launch_rank_zero():
+                (run_dir / FAILED_FILE).unlink(missing_ok=True)
         log.info("run dir %s%s", run_dir, _delta_note(identity))
         # Record stop signals from here on (not only during fit): a signal that arrives while
         # data is tokenized still ends the job cleanly.
@@ -117,7 +130,8 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
                                 int(cfg.training.keep_last_k), list(cfg.training.keep_steps))
     preemption = Preemption(stops)
     throughput = Throughput(tokens_per_step, fpt, int(cfg.trainer.log_every_n_steps))
-    extra = [checkpoint, preemption, throughput, DataProgress(), StoreConfig(cfg, tok),
+    guard = DivergenceGuard(loss_threshold(cfg.training.diverge_above, tok.vocab_size))
+    extra = [guard, checkpoint, preemption, throughput, DataProgress(), StoreConfig(cfg, tok),
              *start.callbacks]
     trainer = build_trainer(cfg, run_dir, extra, max_steps)
     sharded = isinstance(trainer.strategy, FSDPStrategy)
@@ -132,12 +146,18 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
         raise StoppedEarly(str(run_dir), resume.step, stops.name, stops.submitit_requeue_handler())
     t0 = time.time()
     # StepCheckpoint saves the final step too and points last.ckpt at it (evaluate/sample read it).
-    trainer.fit(algo, datamodule=dm,
-                ckpt_path=str(start.resume_from) if start.resume_from else None)
+    try:
+        trainer.fit(algo, datamodule=dm,
+                    ckpt_path=str(start.resume_from) if start.resume_from else None)
+    except Diverged as err:
+        raise mark_failed(cfg, run_dir, err.step, err.reason) from None
     if preemption.stopped_at is not None and trainer.global_step < max_steps:
         raise StoppedEarly(str(run_dir), trainer.global_step, preemption.signal_name,
                            stops.submitit_requeue_handler())
     final = trainer.validate(algo, datamodule=dm, verbose=False)[0]
+    if not math.isfinite(final["val/nll"]) or final["val/nll"] > (guard.max_loss or math.inf):
+        raise mark_failed(cfg, run_dir, trainer.global_step,
+                          f"validation NLL {final['val/nll']:.4g} (threshold {guard.max_loss})")
 
     step, lineage = trainer.global_step, start.lineage
     own_tokens = lineage.own_tokens(step)
@@ -213,11 +233,23 @@ def print_summary(result: dict[str, Any], print_chars: int) -> None:
     print(f"run dir: {result['run_dir']}")
 
 
+def train_in_sweep(cfg: DictConfig) -> dict[str, Any]:
+    """`train`, except that in a multirun a failed (diverged) point is reported in one line
+    and the sweep goes on to its other points."""
+    try:
+        return train(cfg)
+    except RunFailed as failure:
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            raise
+        rank_zero_only(print)(f"error: {failure}", file=sys.stderr, flush=True)
+        return {}
+
+
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     setup_torch()
     try:
-        result = one_line_errors(train)(cfg)
+        result = one_line_errors(train_in_sweep)(cfg)
     except StoppedEarly as stop:
         rank_zero_only(print)(stop, flush=True)
         stop.hand_off()  # exit code 75, or submitit's requeue

@@ -23,6 +23,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
 
+from src.callbacks.divergence import Diverged, nonfinite_parameters
 from src.resume.atomic_io import fsync_dir
 from src.resume.selection import LAST, step_file_name, step_files
 
@@ -95,6 +96,10 @@ class StepCheckpoint(Checkpoint):
 
     # ---- saving ------------------------------------------------------------------------------
     def _save(self, trainer: L.Trainer, step: int) -> None:
+        bad = nonfinite_parameters(trainer.lightning_module)
+        if trainer.strategy.reduce_boolean_decision(bool(bad), all=False):
+            # Never write poisoned weights (keep-last-K would prune the good ones after it).
+            raise Diverged(step, f"non-finite weights ({', '.join(bad[:3]) or 'on another rank'})")
         pending = self.dirpath / f".{step_file_name(step)}.pending"
         # Every rank calls it (sharded strategies need that); the full state, not weights only.
         trainer.save_checkpoint(pending, weights_only=False)

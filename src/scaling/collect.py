@@ -22,6 +22,7 @@ from src.scaling.table import add_loss_column
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "result.json"
+FAILED_FILE = "failed.json"  # a diverged run (src/runs/failure.py): never a result
 CONFIG_FILE = "config.yaml"
 # Columns every result.json carries (DESIGN.md "Runs, budgets and resume"); they
 # lead the table so the CSV reads the same whatever optional keys appear.
@@ -89,11 +90,14 @@ class Collection:
         table: One row per finished run, sorted by ``run_dir``.
         unfinished: Run folders (config.yaml or checkpoints) with no result.json.
         unreadable: result.json files that could not be parsed as a JSON object.
+        failed: Runs that diverged (failed.json) -> the reason; rows only with
+            ``include_failed`` (loss NaN, ``status`` failed).
     """
 
     table: pd.DataFrame
     unfinished: list[Path] = field(default_factory=list)
     unreadable: list[Path] = field(default_factory=list)
+    failed: dict[Path, str] = field(default_factory=dict)
 
 
 def flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -157,7 +161,21 @@ def _order_columns(columns: list[str], swept: list[str]) -> list[str]:
     return lead + sorted(c for c in columns if c not in lead)
 
 
-def collect_runs(root: str | Path) -> Collection:
+def _read_record(path: Path, unreadable: list[Path]) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        log.warning("skipping unreadable %s: %s", path, err)
+        unreadable.append(path)
+        return None
+    if not isinstance(record, dict):
+        log.warning("skipping %s: not a JSON object", path)
+        unreadable.append(path)
+        return None
+    return record
+
+
+def collect_runs(root: str | Path, include_failed: bool = False) -> Collection:
     """Read every ``result.json`` below ``root`` (recursively) into a table.
 
     One row per run with the union of keys as columns (nested keys dotted),
@@ -167,9 +185,11 @@ def collect_runs(root: str | Path) -> Collection:
 
     Args:
         root: Run folder, e.g. ``logs/``.
+        include_failed: Also a row for each diverged run (``status`` failed, loss NaN):
+            an lr sweep's diverged points are data; a scaling fit's are not.
 
     Returns:
-        A :class:`Collection` with the table and the unfinished/unreadable runs.
+        A :class:`Collection` with the table and the unfinished/unreadable/failed runs.
 
     Raises:
         FileNotFoundError: If ``root`` is not a folder.
@@ -180,27 +200,29 @@ def collect_runs(root: str | Path) -> Collection:
     rows, unreadable, finished = [], [], set()
     run_dirs: list[Path] = []
     deltas: list[list[str]] = []
-    for path in sorted(root.rglob(RESULT_FILE)):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            log.warning("skipping unreadable %s: %s", path, err)
-            unreadable.append(path)
-            continue
-        if not isinstance(record, dict):
-            log.warning("skipping %s: not a JSON object", path)
-            unreadable.append(path)
+    failed: dict[Path, str] = {}
+    failed_axes: list[list[str]] = []
+    files = [(p, False) for p in root.rglob(RESULT_FILE)] + [(p, True) for p in root.rglob(FAILED_FILE)]
+    for path, is_failure in sorted(files):
+        if _hidden(path, root) or (record := _read_record(path, unreadable)) is None:
             continue
         finished.add(path.parent)
+        delta_keys = _delta_keys(record, path.parent)
+        if is_failure:
+            failed[path.parent] = str(record.get("reason", "diverged"))
+            if not include_failed:
+                failed_axes.append(delta_keys)  # the sweep's axes include its keys
+                continue
+            record = {**record, "status": "failed", "val_nll": float("nan")}
         run_dirs.append(path.parent)
-        deltas.append(_delta_keys(record, path.parent))
+        deltas.append(delta_keys)
         row = flatten({k: v for k, v in record.items() if k != "config_delta"})
         row["config_delta"] = _cell(record.get("config_delta"))
         if "run_dir" in row:  # where the run was trained; keep it, but locate it by disk
             row["recorded_run_dir"] = row.pop("run_dir")
         row["run_dir"] = path.parent.relative_to(root).as_posix() or "."
         rows.append(row)
-    swept = add_swept_columns(rows, run_dirs, deltas)
+    swept = add_swept_columns(rows, run_dirs, deltas + failed_axes)
     table = pd.DataFrame(rows)
     if len(table):
         table = add_loss_column(table)
@@ -208,4 +230,4 @@ def collect_runs(root: str | Path) -> Collection:
         table = table[_order_columns(list(table.columns), swept)]
     # A run with a broken result.json is reported as unreadable, not unfinished.
     seen = finished | {p.parent for p in unreadable}
-    return Collection(table, find_unfinished(root, seen), unreadable)
+    return Collection(table, find_unfinished(root, seen), unreadable, failed)
