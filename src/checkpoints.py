@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.algos.base import Algo
 from src.builders import build_algo, build_backbone, build_datamodule
+from src.resume.checkpoint_file import load_checkpoint_file
 
 
 @dataclass
@@ -45,7 +46,7 @@ def load_run(
             checkpoint's tokenizer is kept (a model only understands its own ids).
     """
     ckpt_path = resolve_checkpoint(path)
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint_file(ckpt_path)  # no code runs; checksums verified
     if "run_config" not in ckpt:
         raise ValueError(f"{ckpt_path} has no run_config: it was not written by src.train")
     cfg = OmegaConf.create(ckpt["run_config"])

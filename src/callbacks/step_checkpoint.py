@@ -29,6 +29,8 @@ from src.resume.selection import LAST, step_file_name, step_files
 
 log = logging.getLogger(__name__)
 
+MIN_KEPT = 2  # the newest step file and the one before it (the fallback)
+
 
 def point_last_at(target: Path) -> None:
     """Atomically make `last.ckpt` next to `target` the same file as `target`."""
@@ -47,8 +49,9 @@ class StepCheckpoint(Checkpoint):
     Args:
         dirpath: checkpoint folder (run_dir/checkpoints).
         every_n_steps: periodic save interval in optimizer steps (0 = only stops and the end).
-        keep_last_k: step files kept besides `last.ckpt` (>= 1 keeps a fallback for a
-            corrupt newest file).
+        keep_last_k: step files kept (`last.ckpt` is the newest of them); at least
+            MIN_KEPT whatever the value, so that a corrupt newest file costs one save
+            interval, never the run.
         keep_steps: steps always saved and never pruned (branch points for
             `training.init_from` with `training.init_step`, e.g. WSD cool-downs).
     """
@@ -126,8 +129,8 @@ class StepCheckpoint(Checkpoint):
 
     def _prune(self) -> None:
         files = [(s, p) for s, p in step_files(self.dirpath) if s not in self.keep_steps]
-        for _, path in files[: max(len(files) - self.keep_last_k, 0)]:
-            path.unlink(missing_ok=True)  # last.ckpt keeps the newest alive even with K = 0
+        for _, path in files[: max(len(files) - max(self.keep_last_k, MIN_KEPT), 0)]:
+            path.unlink(missing_ok=True)
 
     # ---- Lightning bookkeeping ---------------------------------------------------------------
     @property

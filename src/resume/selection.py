@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+from src.resume.checkpoint_file import load_checkpoint_file
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,11 @@ def step_files(ckpt_dir: Path) -> list[tuple[int, Path]]:
 def probe(path: Path) -> int:
     """The global step stored in a readable checkpoint; raises if it cannot be loaded.
 
-    mmap=True reads the archive index and the pickled structure but not the tensor bytes,
-    so probing a multi-GB checkpoint is cheap; a truncated file fails here (no zip index).
+    Tensors only (no code runs) and every tensor checked against its stored checksum
+    (src/resume/checkpoint_file.py); mmap=True pages the tensor bytes in as they are hashed.
     """
-    ckpt = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "global_step" not in ckpt:
+    ckpt = load_checkpoint_file(path, mmap=True)
+    if "state_dict" not in ckpt or "global_step" not in ckpt:
         raise ValueError("not a Lightning training checkpoint")
     return int(ckpt["global_step"])
 
@@ -57,7 +57,8 @@ class Choice:
 
 
 def _short(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = getattr(error, "reason", None) or str(error).strip()
+    text = text.splitlines()[0] if text else type(error).__name__
     return text[:160]
 
 

@@ -29,8 +29,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from src.callbacks.step_checkpoint import point_last_at
-from src.resume.atomic_io import atomic_torch_save
-from src.resume.selection import LAST, probe, step_file_name, step_files
+from src.resume.checkpoint_file import load_checkpoint_file, save_checkpoint_file
+from src.resume.selection import LAST, step_file_name, step_files
 from src.runs.semantic import ABSENT, differences, semantic_values
 from src.scaling.budget import run_flops_per_token
 from src.utils.cli import UserError
@@ -119,16 +119,13 @@ def load_parent(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
     if str(t.init_mode) not in INIT_MODES:
         raise LineageError(f"training.init_mode={t.init_mode}: use one of {', '.join(INIT_MODES)}")
     path = parent_checkpoint(str(t.init_from), t.get("init_step"))
-    try:
-        step = probe(path)
-    except Exception as err:  # noqa: BLE001 - any load failure: one line
-        raise LineageError(f"training.init_from: cannot read {path} ({err})") from None
+    ckpt = load_checkpoint_file(path)  # no code runs; checksums verified
+    if "run_config" not in ckpt or "global_step" not in ckpt:
+        raise LineageError(f"{path} has no run_config: it was not written by src.train")
+    step = int(ckpt["global_step"])
     if t.get("init_step") is not None and step != int(t.init_step):
         raise LineageError(f"training.init_from={path} is step {step}, not training.init_step="
                            f"{t.init_step}: drop init_step or point at the run folder")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if "run_config" not in ckpt:
-        raise LineageError(f"{path} has no run_config: it was not written by src.train")
     return path, ckpt
 
 
@@ -231,7 +228,7 @@ def seed_fork(ckpt: dict[str, Any], lineage: Lineage, cfg: DictConfig, ckpt_dir:
     if "Throughput" in callbacks:  # this run's own time starts at zero
         callbacks["Throughput"] = {**callbacks["Throughput"], "train_time_s": 0.0}
     seeded["callbacks"] = callbacks
-    atomic_torch_save(seeded, target)
+    save_checkpoint_file(seeded, target)
     point_last_at(target)
     log.info("fork: this run starts from a copy of the parent's step %d: %s", step, target)
     return target
@@ -295,8 +292,7 @@ def prepare_start(cfg: DictConfig, algo: Any, tokenizer: Any, own_checkpoint: Pa
     """
     base = Lineage(tokens_per_step, fpt)
     if own_checkpoint is not None:
-        record = torch.load(own_checkpoint, map_location="cpu", mmap=True,
-                            weights_only=False).get("lineage")
+        record = load_checkpoint_file(own_checkpoint, mmap=True, verify=False).get("lineage")
         lineage = Lineage.from_record(record) if record else base
         lineage.tokens_per_step, lineage.flops_per_token = tokens_per_step, fpt
         return Start(lineage, [RecordLineage(lineage)], own_checkpoint)

@@ -176,3 +176,23 @@ def metric_rows(run_dir: Path) -> list[dict[str, str]]:
     with open(run_dir / "logs" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     return [{k: v for k, v in r.items() if v != "" and k not in TIMING_COLUMNS} for r in rows]
+
+
+def flip_tensor_byte(path: Path) -> str:
+    """Flip one byte in the middle of the largest tensor stored in a torch zip checkpoint
+    (what bit rot or a bad disk does); returns the entry's name. The zip's own CRCs are not
+    checked by torch.load, so without checksums this loads as silently wrong weights."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        info = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    with open(path, "r+b") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", f.read(4))
+        at = info.header_offset + 30 + name_len + extra_len + info.file_size // 2
+        f.seek(at)
+        byte = f.read(1)
+        f.seek(at)
+        f.write(bytes([byte[0] ^ 0x10]))
+    return info.filename

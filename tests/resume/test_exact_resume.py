@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from src.resume.stop_signals import EXIT_INCOMPLETE, StoppedEarly
@@ -26,7 +27,8 @@ from src.train import train
 from src.utils.cli import CONFIG_DIR
 from src.utils.resolvers import register_resolvers
 from tests.conftest import ROOT
-from tests.resume.helpers import (assert_same_training_state, load_last, metric_rows,
+from tests.resume.helpers import (assert_same_training_state, flip_tensor_byte, load_last,
+                                  metric_rows,
                                   read_records, recorder_overrides, run_dir_for, run_dir_of,
                                   tiny_overrides)
 
@@ -103,6 +105,25 @@ def test_corrupt_newest_checkpoint_falls_back_with_one_warning(reference, tmp_pa
     # last.ckpt and step 6 were one file (hard link): both set aside, nothing deleted.
     assert {p.name for p in ckpts.glob("*.corrupt")} == {"last.ckpt.corrupt",
                                                          "step00000006.ckpt.corrupt"}
+    _assert_matches_reference(reference, tmp_path)
+
+
+def test_flipped_weight_byte_is_caught_and_keep_last_k_1_still_falls_back(reference, tmp_path,
+                                                                         caplog):
+    rec = recorder_overrides(tmp_path / "steps.jsonl")
+    with pytest.raises(RuntimeError):
+        train(_cfg(tmp_path, *rec, "training.keep_last_k=1", *_callback("crash", "CrashAt", step=8)))
+    ckpts = run_dir_of(tmp_path, STEPS) / "checkpoints"
+    # keep_last_k=1 still keeps the step before the newest: the fallback.
+    assert sorted(p.name for p in ckpts.glob("step*.ckpt")) == ["step00000003.ckpt",
+                                                                 "step00000006.ckpt"]
+    flip_tensor_byte(ckpts / "step00000006.ckpt")
+    torch.load(ckpts / "last.ckpt", weights_only=True)  # torch alone would not notice
+    with caplog.at_level(logging.WARNING):
+        train(_cfg(tmp_path, *rec, "training.keep_last_k=1"))
+    lines = [r.getMessage() for r in caplog.records if "unreadable checkpoint" in r.getMessage()]
+    assert len(lines) == 1 and "do not match their checksums" in lines[0]
+    assert "resuming from step00000003.ckpt (step 3)" in lines[0]
     _assert_matches_reference(reference, tmp_path)
 
 
