@@ -29,7 +29,7 @@ from src.eval.sample_metrics import (
 from src.results import write_json
 from src.utils.resolvers import register_resolvers
 from src.utils.cli import one_line_errors, run_cli
-from src.utils.runtime import setup_torch
+from src.utils.runtime import inference_autocast, setup_torch
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -98,7 +98,9 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
     ids, t0, nfe = [], time.time(), 0
     for start in range(0, int(cfg.num_samples), int(cfg.batch_size)):
         n = min(int(cfg.batch_size), int(cfg.num_samples) - start)
-        ids.append(sampler.sample(algo, n, length, prompt=prompt, infill=infill, generator=g).cpu())
+        with inference_autocast(run.cfg.trainer.precision, device):  # the training precision
+            ids.append(sampler.sample(algo, n, length, prompt=prompt, infill=infill,
+                                      generator=g).cpu())
         nfe += getattr(sampler, "nfe", 0)
     ids_t = torch.cat(ids)
     texts = [tok.decode(row.tolist()) for row in ids_t]

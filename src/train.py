@@ -39,7 +39,7 @@ from src.runs.lineage import prepare_start
 from src.runs.lock import run_lock
 from src.utils.resolvers import register_resolvers
 from src.utils.cli import one_line_errors, run_cli
-from src.utils.runtime import is_launch_rank_zero, setup_torch
+from src.utils.runtime import inference_autocast, is_launch_rank_zero, setup_torch
 from src.utils.strategies import check_strategy_options
 
 log = logging.getLogger(__name__)
@@ -217,7 +217,8 @@ def generate_samples(cfg: DictConfig, algo: Any, tok: Any) -> list[str]:
     sampler = instantiate(sampler_cfg)
     g = torch.Generator(device=algo.device).manual_seed(int(cfg.seed))
     algo.eval()
-    ids = sampler.sample(algo, n, int(cfg.data.seq_len), generator=g)
+    with inference_autocast(cfg.trainer.precision, algo.device):  # the training precision
+        ids = sampler.sample(algo, n, int(cfg.data.seq_len), generator=g)
     return [tok.decode(row.tolist()) for row in ids]
 
 

@@ -19,6 +19,9 @@ import torch.nn.functional as F
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "flash", "sdpa", "math")
+# flash-attn takes half precision only; other calls (fp32 evaluation or sampling outside
+# autocast, custom masks) fall back to SDPA per call.
+FLASH_DTYPES = (torch.float16, torch.bfloat16)
 _chosen: dict[tuple[str, str], str] = {}
 
 
@@ -90,7 +93,7 @@ def attention(
     """
     if backend == "math":
         return _math_attention(q, k, v, causal, mask, scale)
-    if backend == "flash" and mask is None:
+    if backend == "flash" and mask is None and q.dtype in FLASH_DTYPES:
         from flash_attn import flash_attn_func  # optional GPU extra
 
         out = flash_attn_func(

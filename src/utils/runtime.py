@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
+from typing import Any
 
 import torch
 
@@ -32,6 +34,17 @@ def setup_torch(threads: int | None = None) -> None:
         torch.backends.cudnn.allow_tf32 = True
     for pattern in (".*does not have many workers.*", ".*LeafSpec.*", ".*isinstance.*treespec.*"):
         warnings.filterwarnings("ignore", message=pattern)
+
+
+def inference_autocast(precision: str, device: torch.device | str) -> Any:
+    """The autocast a run trained under (Lightning's `trainer.precision`), for sampling and
+    judging outside Lightning: `bf16-mixed` / `16-mixed` -> autocast to that dtype on the
+    run's device; anything else -> full precision (a no-op context)."""
+    device_type = torch.device(device).type
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(str(precision))
+    if dtype is None or (dtype == torch.float16 and device_type != "cuda"):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, dtype=dtype)
 
 
 RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK")
