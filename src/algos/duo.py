@@ -114,6 +114,10 @@ class DUO(Algo):
             logits = logits.float()
         return F.log_softmax(logits, dim=-1)
 
+    def denoiser_log_probs(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """(B, L, K) float32 log x_theta over the real tokens at noisy ids z and times t (B,)."""
+        return self.log_x_theta(z, self.noise.alpha(t.double()))
+
     def denoiser_probs(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """(B, L, V) float64 x_theta at noisy ids z and times t (B,), zero mass on [MASK]."""
         alpha = self.noise.alpha(t.double())

@@ -111,7 +111,7 @@ class EsoLM(MDLM):
 
     def _log_probs(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Deterministic clean-first order (both groups left to right): MDLM's samplers and
-        `denoiser_probs` stay usable, with an order the model saw in training."""
+        `denoiser_log_probs` stay usable, with an order the model saw in training."""
         return self._ordered_log_probs(z, clean_first_order(z == self.mask_id), t)
 
     def esolm_log_probs(

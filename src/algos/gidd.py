@@ -62,12 +62,16 @@ class GIDD(MDLM):
                                   float(mix_shift), float(log_snr_clip))
         self.weight_clip = None if weight_clip is None else float(weight_clip)
 
+    def clean_log_probs(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """(B, L, V) float32 log x_hat(z_t) (-inf on [MASK]): what the samplers read."""
+        return self._log_probs(z, t)
+
     def clean_probs(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """(B, L, V) float64 x_hat(z_t): the model's distribution of the clean token,
         zero on [MASK], at every position (visible tokens included: they may be noise)."""
         return self._log_probs(z, t).double().exp()
 
-    def denoiser_probs(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def denoiser_log_probs(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             "algo=gidd has no masked-diffusion (SUBS) denoiser: use sampler=gidd_ancestral "
             "or sampler=gidd_adaptive"

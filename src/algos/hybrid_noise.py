@@ -146,3 +146,25 @@ class HybridNoise:
         probs = c[..., None] * q_s
         keep = ratio * q_s.gather(-1, z[..., None])
         return probs.scatter_add(-1, z[..., None], keep)
+
+    def reverse_mixture(self, xhat_z: torch.Tensor, z: torch.Tensor, t: float,
+                        s: float) -> torch.Tensor:
+        """(n, L, 4) unnormalized weights of the parts of `reverse_probs`.
+
+        p(z_s = j) ∝ c q_s(j | x_hat) + 1[j = z] (alpha_t / alpha_s) q_s(z | x_hat), and
+        q_s(. | x_hat) = alpha_s x_hat + beta_s a_s u + beta_s (1 - a_s) e_m, so a step is:
+        stay at z (weight ratio q_s(z)), or draw j ~ x_hat (c alpha_s), j ~ u (c beta_s a_s),
+        or [MASK] (c beta_s (1 - a_s)). Needs x_hat only at z (`xhat_z`, float64) and the rows
+        of the positions that draw from it: the same law without the (n, L, V) posterior.
+        """
+        tt = torch.tensor([t, s], dtype=torch.float64, device=z.device)
+        al = self.alpha(tt).double()
+        a, _ = self.mix(tt)
+        a_t, a_s, mix_s = float(al[0]), float(al[1]), float(a[1])
+        ratio = a_t / a_s
+        pi_t, pi_s = self.pi_at(z, a[:1]), self.pi_at(z, a[1:])
+        c = ((1 - a_t) * pi_t - ratio * (1 - a_s) * pi_s).clamp_min(0)
+        q_z = torch.where(z == self.mask_id, torch.full_like(c, (1 - a_s) * (1 - mix_s)),
+                          a_s * xhat_z.double() + (1 - a_s) * mix_s / self.k)
+        return torch.stack([ratio * q_z, c * a_s, c * ((1 - a_s) * mix_s),
+                            c * ((1 - a_s) * (1 - mix_s))], dim=-1)

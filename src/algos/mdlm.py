@@ -65,6 +65,11 @@ class MDLM(Algo):
         logits[..., self.mask_id] = float("-inf")
         return F.log_softmax(logits, dim=-1)
 
+    def denoiser_log_probs(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """(B, L, V) float32 log p_theta(x | z_t) for the masked positions (SUBS: clean
+        positions carry over, so samplers read only the rows of masked ones)."""
+        return self._log_probs(z, t)
+
     def denoiser_probs(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """(B, L, V) float64 SUBS probabilities: unmasked positions carry over as one-hots."""
         probs = self._log_probs(z, t).double().exp()

@@ -163,18 +163,17 @@ def log_reverse_posterior(log_x: torch.Tensor, z: torch.Tensor, alpha_t: torch.T
     return torch.log(num) - log_z
 
 
-def posterior_mixture_weights(x_theta: torch.Tensor, z: torch.Tensor, alpha_t: float,
+def posterior_mixture_weights(x_i: torch.Tensor, k: int, alpha_t: float,
                               alpha_s: float) -> torch.Tensor:
     """(..., 3) unnormalized weights of the three parts of `reverse_posterior`.
 
     Summing each term of q(z_s = j) over j splits the posterior into a mixture: stay at i
     (weight K a_t x_i + a_ts - a_t), draw j ~ x_theta (weight a_s - a_t), draw j uniformly
-    (weight (1 - a_ts)(1 - a_s)). Sampling the part first, then j, is exact and needs no
-    (..., K) posterior tensor.
+    (weight (1 - a_ts)(1 - a_s)). Sampling the part first, then j, is exact and needs
+    x_theta only at the current token i (`x_i`, float64) and, for the positions that draw
+    from it, their rows: no (..., K) posterior tensor.
     """
-    k = x_theta.shape[-1]
     a_ts = alpha_t / alpha_s
-    x_i = x_theta.gather(-1, z[..., None]).squeeze(-1)
-    stay = k * alpha_t * x_i + (a_ts - alpha_t)
+    stay = k * alpha_t * x_i.double() + (a_ts - alpha_t)
     return torch.stack([stay, torch.full_like(stay, alpha_s - alpha_t),
                         torch.full_like(stay, (1 - a_ts) * (1 - alpha_s))], dim=-1)

@@ -93,15 +93,15 @@ class MDLMAncestral(Sampler):
         # The posterior of a time-independent SUBS denoiser depends on z only, so equal z
         # means equal p: reusing it is exact (MDLM's cached sampler).
         reuse_ok = self.cache and not bool(algo.time_conditioning)
-        probs: torch.Tensor | None = None
+        logp: torch.Tensor | None = None  # (n, L, V) in the network's dtype
         for k in self._progress(range(steps), steps, "MDLM sampling"):
             masked = x == mask_id
             if not bool(masked.any()):
                 break
             last = k == steps - 1
-            if probs is None or not reuse_ok:
+            if logp is None or not reuse_ok:
                 t = torch.full((n,), float(ts[k]), device=device)
-                probs = algo.denoiser_probs(x, t)
+                logp = algo.denoiser_log_probs(x, t)
                 self.nfe += 1
             # Same noise shapes whether or not the cache hit, so cached == uncached tokens.
             u = uniform64((n, length), generator, device)
@@ -111,15 +111,16 @@ class MDLMAncestral(Sampler):
                 move = masked & (u < self.unmask_prob(alphas[k], alphas[k + 1]))
             if not bool(move.any()):
                 continue
-            x[move] = self._draw(probs[move], mask_id, last, generator)
-            probs = None  # z changed: the cached posterior is stale
+            x[move] = self._draw(logp[move], mask_id, last, generator)
+            logp = None  # z changed: the cached posterior is stale
         return x
 
     def _draw(
-        self, p: torch.Tensor, mask_id: int, last: bool, generator: torch.Generator | None
+        self, logp: torch.Tensor, mask_id: int, last: bool, generator: torch.Generator | None
     ) -> torch.Tensor:
-        """(m, V) denoiser rows at the positions that unmask -> (m,) clean ids."""
-        p = p.double().clone()
+        """(m, V) denoiser log-probs at the positions that unmask -> (m,) clean ids. Only
+        these rows go to float64: the rest of the step's (n, L, V) is never touched."""
+        p = logp.double().exp()
         p[:, mask_id] = 0.0  # SUBS already gives [MASK] zero mass; never emit it anyway
         if self.top_p < 1.0:
             p = top_p_filter(p, self.top_p)

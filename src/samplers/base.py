@@ -2,7 +2,8 @@
 
 A sampler consumes a duck-typed `algo` (the AR / MDLM LightningModules, or the test
 fakes) exposing `device`, `vocab_size`, `mask_id`, `eos_id` plus the algorithm's
-network call (`causal_logits` for AR, `denoiser_probs` for MDLM).
+network call (`causal_logits` for AR, `denoiser_log_probs` for MDLM and DUO, `clean_log_probs`
+for GIDD), in the network's dtype: samplers take float64 only of the rows they draw from.
 """
 
 from __future__ import annotations

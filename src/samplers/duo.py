@@ -13,24 +13,26 @@ from src.samplers.categorical import sample_categorical, top_p_filter, uniform64
 STAY, FROM_X, UNIFORM = 0, 1, 2  # the parts of the reverse posterior (posterior_mixture_weights)
 
 
-def sample_reverse_posterior(x_theta: torch.Tensor, z: torch.Tensor, alpha_t: float,
+def sample_reverse_posterior(log_x: torch.Tensor, z: torch.Tensor, alpha_t: float,
                              alpha_s: float, generator: torch.Generator | None) -> torch.Tensor:
     """One exact draw per position from `reverse_posterior` (real indices in and out).
 
-    Draws the mixture part first (float64), then only the positions that take j ~ x_theta
-    run a float64 Gumbel-max over K; the rest stay or draw uniformly. Same law as sampling
-    the dense (..., K) posterior, at a fraction of the memory traffic: with many steps
+    `log_x`: (..., K) log x_theta in any float dtype. Draws the mixture part first
+    (float64, from x_theta at the current token only), then only the positions that take
+    j ~ x_theta run a float64 Gumbel-max over their row; the rest stay or draw uniformly.
+    Same law as sampling the dense (..., K) posterior, without building it: with many steps
     almost every position stays.
     """
-    weights = posterior_mixture_weights(x_theta, z, alpha_t, alpha_s)
-    part = sample_categorical(weights, generator)
+    x_i = log_x.gather(-1, z[..., None]).squeeze(-1).double().exp()
+    part = sample_categorical(posterior_mixture_weights(x_i, log_x.shape[-1], alpha_t, alpha_s),
+                              generator)
     out = z.clone()
     from_x = part == FROM_X
     if from_x.any():
-        out[from_x] = sample_categorical(x_theta[from_x], generator)
+        out[from_x] = sample_categorical(log_x[from_x], generator, log_space=True)
     uniform = part == UNIFORM
     if uniform.any():
-        k = x_theta.shape[-1]
+        k = log_x.shape[-1]
         u = uniform64((int(uniform.sum()),), generator, z.device)
         out[uniform] = (u * k).long().clamp_max(k - 1)
     return out
@@ -49,7 +51,8 @@ class DUOAncestral(Sampler):
     time-conditioned, so nothing can be cached).
 
     `algo` must expose `device`, `vocab_size`, `mask_id`, `noise.alpha(t)` and
-    `denoiser_probs(z, t) -> (B, L, V)` float64 x_theta with zero mass on [MASK].
+    `denoiser_log_probs(z, t) -> (B, L, K)` log x_theta over the K real tokens (network
+    dtype); only x_theta at the current tokens and the rows drawn from go to float64.
 
     Args:
         steps: default number of denoising steps (= network calls).
@@ -105,15 +108,20 @@ class DUOAncestral(Sampler):
         for k in self._progress(range(steps), steps, "DUO sampling"):
             last = k == steps - 1
             t = torch.full((n,), float(ts[k]), device=device)
-            x_theta = real.drop_mask(algo.denoiser_probs(z, t).double())  # (n, L, K)
+            log_x = algo.denoiser_log_probs(z, t)  # (n, L, K)
             self.nfe += 1
-            if self.top_p < 1.0:
-                x_theta = top_p_filter(x_theta, self.top_p)
             alpha_s = 1.0 if last else alphas[k + 1]
-            if last and self.greedy_last:
-                new = reverse_posterior(x_theta, real.to_real(z), alphas[k], alpha_s).argmax(-1)
+            greedy = last and self.greedy_last
+            if self.top_p < 1.0 or greedy:  # these need the whole normalized x_theta
+                x_theta = log_x.double().exp()
+                x_theta = x_theta / x_theta.sum(-1, keepdim=True)
+                if self.top_p < 1.0:
+                    x_theta = top_p_filter(x_theta, self.top_p)
+                log_x = x_theta.log()
+            if greedy:
+                new = reverse_posterior(log_x.exp(), real.to_real(z), alphas[k], alpha_s).argmax(-1)
             else:
-                new = sample_reverse_posterior(x_theta, real.to_real(z), alphas[k], alpha_s,
+                new = sample_reverse_posterior(log_x, real.to_real(z), alphas[k], alpha_s,
                                                generator)
             z = torch.where(fixed, template, real.to_ids(new))
         return z

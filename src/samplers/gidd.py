@@ -12,9 +12,12 @@ from src.samplers.base import Sampler
 from src.samplers.categorical import apply_temperature, sample_categorical, top_p_filter, uniform64
 
 
+STAY, FROM_X, UNIFORM, MASK = 0, 1, 2, 3  # the parts of HybridNoise.reverse_mixture
+
+
 def check_gidd_algo(algo: Any, sampler: str) -> None:
     """One clear error when the algo has no hybrid-noise denoiser."""
-    if not (hasattr(algo, "hybrid") and hasattr(algo, "clean_probs")):
+    if not (hasattr(algo, "hybrid") and hasattr(algo, "clean_log_probs")):
         name = getattr(algo, "name", type(algo).__name__)
         fix = getattr(algo, "default_sampler", "") or "the algo's own sampler"
         raise ValueError(
@@ -39,6 +42,26 @@ def _start(algo: Any, n: int, length: int, prompt: torch.Tensor | None,
         fixed[:, : prompt.shape[1]] = True
         z[:, : prompt.shape[1]] = prompt
     return z, fixed
+
+
+def sample_hybrid_reverse(algo: Any, log_xhat: torch.Tensor, z: torch.Tensor, t: float, s: float,
+                          generator: torch.Generator | None) -> torch.Tensor:
+    """One exact draw per position from p(z_s | z_t = z) (`HybridNoise.reverse_probs`): the
+    part first (float64), then a float64 Gumbel-max over x_hat only where the part says so."""
+    hyb = algo.hybrid
+    xhat_z = log_xhat.gather(-1, z[..., None]).squeeze(-1).double().exp()
+    part = sample_categorical(hyb.reverse_mixture(xhat_z, z, t, s), generator)
+    out = z.clone()
+    from_x = part == FROM_X
+    if bool(from_x.any()):
+        out[from_x] = sample_categorical(log_xhat[from_x], generator, log_space=True)
+    uniform = part == UNIFORM
+    if bool(uniform.any()):
+        idx = (uniform64((int(uniform.sum()),), generator, z.device) * hyb.k).long()
+        idx = idx.clamp_max(hyb.k - 1)
+        out[uniform] = idx + (idx >= hyb.mask_id).long()  # skip the [MASK] id
+    out[part == MASK] = hyb.mask_id
+    return out
 
 
 class GIDDAncestral(Sampler):
@@ -74,12 +97,12 @@ class GIDDAncestral(Sampler):
         z, fixed = _start(algo, n, length, prompt, infill, generator)
         ts = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64).tolist()
         for k in self._progress(range(steps), steps, "GIDD sampling"):
-            xhat = algo.clean_probs(z, torch.full((n,), ts[k], device=z.device))
+            log_xhat = algo.clean_log_probs(z, torch.full((n,), ts[k], device=z.device))
             self.nfe += 1
-            if self.top_p < 1.0:
-                xhat = top_p_filter(xhat, self.top_p)
-            probs = algo.hybrid.reverse_probs(xhat, z, ts[k], ts[k + 1])
-            z = torch.where(fixed, z, sample_categorical(probs, generator))
+            if self.top_p < 1.0:  # the nucleus needs whole rows
+                log_xhat = top_p_filter(log_xhat.double().exp(), self.top_p).log()
+            new = sample_hybrid_reverse(algo, log_xhat, z, ts[k], ts[k + 1], generator)
+            z = torch.where(fixed, z, new)
         return z
 
 
@@ -127,27 +150,33 @@ class GIDDAdaptive(Sampler):
         self.revisions = 0
         for k in self._progress(range(steps), steps, "GIDD adaptive sampling"):
             t = torch.full((n,), ts[k], device=z.device, dtype=torch.float64)
-            xhat = algo.clean_probs(z, t.float())
+            log_xhat = algo.clean_log_probs(z, t.float())
             self.nfe += 1
             a = hyb.mix(t)[0]
-            score = (xhat.max(-1).values - xhat.gather(-1, z[..., None]).squeeze(-1)) * hyb.pi_at(z, a)
+            # float64 of the (n, L) maxima and current-token values only.
+            best = log_xhat.max(-1).values.double().exp()
+            at_z = log_xhat.gather(-1, z[..., None]).squeeze(-1).double().exp()
+            score = (best - at_z) * hyb.pi_at(z, a)
             score = score.masked_fill(fixed | (score <= 0), -math.inf)
             top = score.topk(min(per_step, length), dim=-1)
             change = torch.isfinite(top.values)
-            new = self._draw(xhat.gather(1, top.indices[..., None].expand(-1, -1, xhat.shape[-1])),
-                             generator)
+            rows = log_xhat.gather(1, top.indices[..., None].expand(-1, -1, log_xhat.shape[-1]))
+            new = self._draw(rows, generator)
             old = z.gather(1, top.indices)
             self.revisions += int((change & (old != hyb.mask_id) & (new != old)).sum())
             z = z.scatter(1, top.indices, torch.where(change, new, old))
         left = z == hyb.mask_id
         if bool(left.any()):
-            xhat = algo.clean_probs(z, torch.zeros(n, device=z.device))
+            log_xhat = algo.clean_log_probs(z, torch.zeros(n, device=z.device))
             self.nfe += 1
-            z = torch.where(left, self._draw(xhat, generator), z)
+            z = z.clone()
+            z[left] = self._draw(log_xhat[left], generator)
         return z
 
-    def _draw(self, p: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def _draw(self, log_p: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """(..., V) log x_hat rows -> ids (float64 from here on)."""
+        log_p = log_p.double()
         if self.top_p < 1.0:
-            p = top_p_filter(p, self.top_p)
-        return sample_categorical(apply_temperature(p.log(), self.temperature), generator,
+            log_p = top_p_filter(log_p.exp(), self.top_p).log()
+        return sample_categorical(apply_temperature(log_p, self.temperature), generator,
                                   log_space=True)

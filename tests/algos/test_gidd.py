@@ -152,7 +152,7 @@ def test_infinite_shift_in_yaml_and_bad_scale():
     with pytest.raises(ValueError, match="algo.mix_scale"):
         oracle_gidd(EnumerableDist(3, 3), mix_scale=2.0)
     with pytest.raises(ValueError, match="sampler=gidd_ancestral"):
-        oracle_gidd(EnumerableDist(3, 3)).denoiser_probs(torch.zeros(1, 3, dtype=torch.long),
+        oracle_gidd(EnumerableDist(3, 3)).denoiser_log_probs(torch.zeros(1, 3, dtype=torch.long),
                                                           torch.ones(1))
 
 

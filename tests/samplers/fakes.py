@@ -50,6 +50,9 @@ class FakeMDLM:
         clean = (z != self.mask_id)[..., None]
         return torch.where(clean, onehot, probs).to(self.device)  # SUBS carry-over
 
+    def denoiser_log_probs(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.denoiser_probs(z, t).log()
+
 
 class FixedDenoiserMDLM(FakeMDLM):
     """A *bad* denoiser (no carry-over): one-hot on `early` while t > 0.5, else `late`.
@@ -66,6 +69,9 @@ class FixedDenoiserMDLM(FakeMDLM):
         self.calls += 1
         tok = torch.where(t > 0.5, self.early, self.late)[:, None].expand_as(z)
         return torch.nn.functional.one_hot(tok, self.vocab_size).double()
+
+    def denoiser_log_probs(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.denoiser_probs(z, t).log()
 
 
 class FakeAR:

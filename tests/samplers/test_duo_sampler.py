@@ -84,7 +84,7 @@ def test_mixture_draw_has_the_dense_posterior_law(alpha_t, alpha_s):
     x_theta = torch.tensor([0.5, 0.2, 0.15, 0.1, 0.05], dtype=torch.float64)
     for i in range(k):
         z = torch.full((n,), i)
-        draws = sample_reverse_posterior(x_theta.expand(n, k), z, alpha_t, alpha_s,
+        draws = sample_reverse_posterior(x_theta.expand(n, k).log(), z, alpha_t, alpha_s,
                                          torch.Generator().manual_seed(i))
         freq = torch.bincount(draws, minlength=k).double() / n
         law = reverse_posterior(x_theta[None], z[:1], alpha_t, alpha_s)[0]
