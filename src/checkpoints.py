@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.algos.base import Algo
 from src.builders import build_algo, build_backbone, build_datamodule
 from src.resume.checkpoint_file import load_checkpoint_file
+from src.utils.atomic import atomic_write_text
 
 
 @dataclass
@@ -34,6 +35,18 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return p
 
 
+def use_stored_tokenizer(cfg: DictConfig, stored: dict[str, Any] | None) -> None:
+    """Point `cfg.data.tokenizer` at the BPE the checkpoint carries (written once to the cache
+    under its own name, which keeps its fingerprint): no corpus needed, any data evaluates."""
+    if not stored or "json" not in stored:
+        return
+    path = Path(str(cfg.data.cache_dir)) / "tokenizers" / f"{stored['fingerprint']}.json"
+    if not path.is_file():
+        atomic_write_text(path, stored["json"])
+    cfg.data.tokenizer = {"kind": "bpe", "name_or_path": str(path),
+                          "vocab_size": int(stored["vocab_size"])}
+
+
 def load_run(
     path: str | Path, *, data: DictConfig | None = None, device: str | torch.device = "cpu",
     use_ema: bool = True,
@@ -50,6 +63,7 @@ def load_run(
     if "run_config" not in ckpt:
         raise ValueError(f"{ckpt_path} has no run_config: it was not written by src.train")
     cfg = OmegaConf.create(ckpt["run_config"])
+    use_stored_tokenizer(cfg, ckpt.get("tokenizer"))
     if data is not None:
         new = OmegaConf.merge(data, {"tokenizer": cfg.data.tokenizer, "cache_dir": cfg.data.cache_dir})
         cfg.data = new

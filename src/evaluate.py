@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from src.algos.base import nll_metrics
 from src.checkpoints import load_run
+from src.runs.preflight import check_device, check_required
 from src.results import write_json
 from src.utils.resolvers import register_resolvers
 from src.utils.cli import one_line_errors, run_cli
@@ -26,8 +27,34 @@ log = logging.getLogger(__name__)
 register_resolvers()
 
 
+LOCAL_SOURCES = ("auto", "text", "json", "parquet")
+
+
+def evaluation_data(data: DictConfig | None) -> DictConfig | None:
+    """Local files given for evaluation are all evaluated: a plain file set becomes the
+    validation split (nothing is carved off for a training split that is never used)."""
+    if data is None or str(data.get("source")) not in LOCAL_SOURCES:
+        return data
+    path = data.get("path")
+    if path is None or isinstance(path, DictConfig):
+        return data
+    out = data.copy()
+    out.path = {"validation": path}
+    return out
+
+
+def check_evaluate_config(cfg: DictConfig) -> None:
+    check_required(cfg)
+    if not int(cfg.repeats) >= 1:
+        raise ValueError(f"repeats={cfg.repeats} must be >= 1 (Monte-Carlo passes)")
+    if cfg.max_batches is not None and not int(cfg.max_batches) >= 1:
+        raise ValueError(f"max_batches={cfg.max_batches} must be >= 1 (or null for all)")
+    check_device(cfg.device, "device")
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    run = load_run(cfg.ckpt, data=cfg.get("data"))
+    check_evaluate_config(cfg)
+    run = load_run(cfg.ckpt, data=evaluation_data(cfg.get("data")))
     accelerator = "auto" if cfg.device == "auto" else cfg.device
     trainer = L.Trainer(
         accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,

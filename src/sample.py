@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
@@ -16,10 +17,11 @@ from typing import Any
 
 import hydra
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.checkpoints import load_run
+from src.runs.preflight import check_device, check_required
+from src.samplers.factory import build_sampler
 from src.eval.sample_metrics import (
     CheckpointJudge,
     HFJudge,
@@ -75,13 +77,37 @@ def sampler_config(cfg: DictConfig, run_sampler: DictConfig) -> DictConfig:
     return OmegaConf.merge(run_sampler, chosen)
 
 
+def check_sample_config(cfg: DictConfig) -> None:
+    check_required(cfg)
+    for key in ("num_samples", "batch_size"):
+        if not int(cfg[key]) >= 1:
+            raise ValueError(f"{key}={cfg[key]} must be >= 1")
+    if cfg.steps is not None and not int(cfg.steps) >= 1:
+        raise ValueError(f"steps={cfg.steps} must be >= 1 (or null for the sampler's default)")
+    check_device(cfg.device, "device")
+
+
+def output_path(cfg: DictConfig, run_dir: Path, sampler_name: str, steps: Any) -> Path:
+    """`out=` as given, else a file in the run folder named after what was sampled (another
+    command's samples are never overwritten)."""
+    if cfg.out:
+        return Path(cfg.out)
+    what = f"{sampler_name}_steps{steps}_n{cfg.num_samples}_seed{cfg.seed}"
+    if cfg.prompt or cfg.suffix:
+        text = f"{cfg.prompt or ''}|{cfg.suffix or ''}"
+        what += "_prompt" + hashlib.sha1(text.encode()).hexdigest()[:8]
+    return run_dir / "samples" / f"{what}.json"
+
+
 def sample(cfg: DictConfig) -> dict[str, Any]:
+    check_sample_config(cfg)
     device = _device(cfg.device)
     run = load_run(cfg.ckpt, device=device)
     tok, algo = run.datamodule.tokenizer, run.algo
     sampler_cfg = sampler_config(cfg, run.cfg.sampler)
-    overrides = {"steps": cfg.steps} if cfg.steps is not None and "steps" in sampler_cfg else {}
-    sampler = instantiate(OmegaConf.merge(sampler_cfg, overrides))
+    sampler = build_sampler(sampler_cfg, steps=cfg.steps)
+    sampler.check_algo(algo)  # before the judge is loaded and anything is sampled
+    judge = make_judge(str(cfg.judge), device) if cfg.judge else None
     length = int(cfg.length or run.cfg.data.seq_len)
     prompt = torch.tensor(tok.encode(cfg.prompt)) if cfg.prompt else None
     infill = None
@@ -104,16 +130,22 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
         nfe += getattr(sampler, "nfe", 0)
     ids_t = torch.cat(ids)
     texts = [tok.decode(row.tolist()) for row in ids_t]
+    used = OmegaConf.to_container(sampler_cfg, resolve=True)
+    if cfg.steps is not None and "steps" in used:
+        used["steps"] = int(cfg.steps)
+    run_dir = run.checkpoint_path.parent.parent if run.checkpoint_path.parent.name == \
+        "checkpoints" else run.checkpoint_path.parent
     out: dict[str, Any] = {
-        "checkpoint": str(run.checkpoint_path), "algo": algo.name,
-        "sampler": OmegaConf.to_container(sampler_cfg, resolve=True) | overrides,
+        "checkpoint": str(run.checkpoint_path), "algo": algo.name, "sampler": used,
         "num_samples": len(texts), "length": length, "seconds": time.time() - t0, "nfe": nfe,
         "unigram_entropy": mean_unigram_entropy(ids_t.tolist()),
         "samples": texts, "ids": ids_t.tolist(),
+        "out": str(output_path(cfg, run_dir, str(used["_target_"]).rsplit(".", 1)[-1],
+                               used.get("steps", "na"))),
     }
-    if cfg.judge:
+    if judge is not None:
         out["judge"] = str(cfg.judge)
-        out["gen_ppl"] = generative_perplexity(make_judge(str(cfg.judge), device), texts)
+        out["gen_ppl"] = generative_perplexity(judge, texts)
     return out
 
 
@@ -121,7 +153,7 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     setup_torch()
     result = one_line_errors(sample)(cfg)
-    write_json(Path(cfg.out), result)
+    write_json(Path(result["out"]), result)
     brief = {k: v for k, v in result.items() if k not in ("samples", "ids")}
     print(json.dumps(brief, indent=2))
     for i, text in enumerate(result["samples"][:3]):

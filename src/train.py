@@ -14,7 +14,6 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from hydra.utils import instantiate
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -37,6 +36,8 @@ from src.runs.failure import RunFailed, failure_message, mark_failed
 from src.runs.identity import RunIdentity, assign_identity
 from src.runs.lineage import prepare_start
 from src.runs.lock import run_lock
+from src.runs.preflight import check_train_config
+from src.samplers.factory import build_sampler
 from src.utils.resolvers import register_resolvers
 from src.utils.cli import one_line_errors, run_cli
 from src.utils.runtime import inference_autocast, is_launch_rank_zero, setup_torch
@@ -71,6 +72,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         StoppedEarly: a stop signal (Slurm / submitit / TERM) arrived; a checkpoint of the
             last completed optimizer step is saved and the next job resumes from it.
     """
+    check_train_config(cfg)  # before any folder exists
     identity = assign_identity(cfg)
     run_dir = Path(cfg.run_dir)
     with run_lock(run_dir, float(cfg.training.lock_lease_s)):
@@ -112,6 +114,8 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
     tok = dm.tokenizer
     algo = build_algo(cfg, tok, build_backbone(cfg, tok.vocab_size))
     sizes = count_params(algo.backbone)
+    if int(cfg.eval.num_samples) > 0:  # a sampler that cannot sample this algo: say so now
+        build_sampler(cfg.sampler).check_algo(algo)
 
     seq_len, global_batch = int(cfg.data.seq_len), int(cfg.training.global_batch_size)
     tokens_per_step = global_batch * seq_len
@@ -211,10 +215,7 @@ def generate_samples(cfg: DictConfig, algo: Any, tok: Any) -> list[str]:
     n = int(cfg.eval.num_samples)
     if n <= 0:
         return []
-    sampler_cfg = OmegaConf.to_container(cfg.sampler, resolve=True)
-    if cfg.eval.sample_steps is not None and "steps" in sampler_cfg:
-        sampler_cfg["steps"] = int(cfg.eval.sample_steps)
-    sampler = instantiate(sampler_cfg)
+    sampler = build_sampler(cfg.sampler, steps=cfg.eval.sample_steps)
     g = torch.Generator(device=algo.device).manual_seed(int(cfg.seed))
     algo.eval()
     with inference_autocast(cfg.trainer.precision, algo.device):  # the training precision

@@ -153,3 +153,45 @@ def test_empty_corpus_is_one_clear_line(tmp_path):
                      "data.tokenizer.kind=byte", f"paths.log_dir={tmp_path}/runs",
                      f"paths.cache_dir={tmp_path}/cache")
     assert "empty" in line.lower(), line
+
+
+def _compose(config: str, overrides: list[str]):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose(config, overrides=overrides)
+
+
+def test_bad_evaluate_and_sample_input_with_a_run(runs, tmp_path):
+    from src.evaluate import main as evaluate_main
+    from src.sample import main as sample_main
+
+    mdlm, log = runs["mdlm"]["run_dir"], f"paths.log_dir={tmp_path}"
+    cases = [
+        (evaluate_main, "src.evaluate", ["device=cuda"], "device=cuda but no CUDA device"),
+        (evaluate_main, "src.evaluate", ["repeats=0"], "repeats=0 must be >= 1"),
+        (evaluate_main, "src.evaluate", ["max_batches=0"], "max_batches=0 must be >= 1"),
+        (sample_main, "src.sample", ["num_samples=0"], "num_samples=0 must be >= 1"),
+        (sample_main, "src.sample", ["steps=0"], "steps=0 must be >= 1"),
+        (sample_main, "src.sample", ["device=cuda"], "device=cuda but no CUDA device"),
+        (sample_main, "src.sample", ["sampler=duo_ancestral"],
+         "DUOAncestral samples algo=duo|duo_distill, not algo=mdlm: use sampler=ancestral_cache"),
+        (sample_main, "src.sample", [f"judge={tmp_path}/no_such_lm"], "cannot load judge LM"),
+    ]
+    for main, module, args, expected in cases:
+        line = cli_error(main, module, f"ckpt={mdlm}", log, *args)
+        assert expected in line, (args, line)
+    assert not (Path(mdlm) / "samples").exists()  # the judge failed before any sampling
+
+
+def test_evaluate_one_file_and_samples_land_in_the_run(runs, tmp_path):
+    from src.evaluate import evaluate
+    from src.sample import sample
+
+    corpus = tmp_path / "my_corpus.txt"
+    corpus.write_text("O Romeo, Romeo! wherefore art thou Romeo?\n" * 40)
+    metrics = evaluate(_compose("evaluate", [f"ckpt={runs['ar']['run_dir']}", "data=text_files",
+                                             f"data.path={corpus}", f"paths.log_dir={tmp_path}"]))
+    assert metrics["tokens"] > 1000 and 0 < metrics["nll"] < 10  # the whole file, one split
+    out = sample(_compose("sample", [f"ckpt={runs['mdlm']['run_dir']}", "num_samples=2",
+                                     "steps=4", f"paths.log_dir={tmp_path}"]))
+    assert Path(out["out"]).parent == Path(runs["mdlm"]["run_dir"]) / "samples"
+    assert Path(out["out"]).name == "MDLMAncestral_steps4_n2_seed0.json"

@@ -1,5 +1,5 @@
-"""Store the resolved run config inside every checkpoint, so evaluate/sample can rebuild
-the exact model (tokenizer, size, algo) from the checkpoint alone."""
+"""Store the resolved run config (and a trained tokenizer) inside every checkpoint, so
+evaluate/sample can rebuild the exact model (tokenizer, size, algo) from the checkpoint alone."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ class StoreConfig(L.Callback):
         self.tokenizer = None if tokenizer is None else {
             "name": tokenizer.name, "vocab_size": tokenizer.vocab_size,
             "fingerprint": tokenizer.fingerprint}
+        if self.tokenizer is not None and str(cfg.data.tokenizer.kind) == "bpe":
+            # A BPE trained on the run's corpus: evaluate / sample / export it anywhere
+            # without the corpus (src/checkpoints.py reads it back).
+            self.tokenizer["json"] = tokenizer.to_json()
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]

@@ -196,8 +196,10 @@ class LMDataModule(L.LightningDataModule):
 
     # ---- Lightning hooks -------------------------------------------------------------------
     def prepare_data(self) -> None:
-        """Fills the caches (Lightning runs this on one process per node before ``setup``)."""
-        for split in ("train", "validation"):
+        """Fills the caches (Lightning runs this on one process per node before ``setup``);
+        outside fit only the validation split (evaluation data may have no train split)."""
+        fitting = self.trainer is None or self.trainer.state.fn in (None, "fit")
+        for split in ("train", "validation") if fitting else ("validation",):
             self.token_stream(split)
 
     def setup(self, stage: str | None = None) -> None:

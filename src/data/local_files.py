@@ -2,20 +2,52 @@
 
 from __future__ import annotations
 
-import os
-
 import glob
+import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from src.data.corpus import Corpus, carve, check_field, normalize_split
 
+logger = logging.getLogger(__name__)
+
 EXTENSIONS = {
     "text": (".txt",),
     "json": (".json", ".jsonl", ".json.gz", ".jsonl.gz"),
     "parquet": (".parquet",),
 }
+
+
+def _path_items(path: Any) -> list[str]:
+    if isinstance(path, Mapping):
+        return [x for v in path.values() for x in _path_items(v)]
+    if isinstance(path, (list, tuple)):
+        return [str(x) for x in path]
+    return [] if path is None else [str(path)]
+
+
+def infer_source(path: Any, prefer: str | None = None) -> str:
+    """The builder the files' extensions name (.txt text, .json / .jsonl json, .parquet
+    parquet; folders and globs by the files they hold); `prefer` wins when it has files.
+
+    Raises:
+        ValueError: files of more than one kind and no preference among them.
+    """
+    kinds: set[str] = set()
+    for item in _path_items(path):
+        p = Path(item).expanduser()
+        names = [str(f) for f in p.rglob("*") if f.is_file()] if p.is_dir() else (
+            [str(p)] if p.is_file() else glob.glob(str(p), recursive=True) or [str(p)])
+        for name in names:
+            kinds.update(b for b, exts in EXTENSIONS.items() if name.endswith(exts))
+    if prefer in kinds:
+        return prefer
+    if len(kinds) > 1:
+        raise ValueError(f"data.path={path!r} holds {' and '.join(sorted(kinds))} files: set "
+                         f"data.source=text|json|parquet to say which to read")
+    return kinds.pop() if kinds else "text"
 
 
 def require_path(source: str, path: Any) -> None:
@@ -113,7 +145,23 @@ def load_local(
             raise
         raise ValueError(_not_utf8_message(files)) from None
     check_field(ds, text_field)
+    if not streaming and builder != "text":
+        report_missing_text(ds, text_field, path)
     return Corpus(carve(ds, split, fraction) if must_carve else ds, text_field)
+
+
+def report_missing_text(ds: Any, text_field: str, path: Any) -> None:
+    """Rows without the text field (null, or absent in JSON lines) become empty documents:
+    say how many, and stop when none has it."""
+    missing = sum(t is None for t in ds[text_field])
+    if missing == 0:
+        return
+    if missing == len(ds):
+        raise ValueError(f"no row of data.path={path!r} has a {text_field!r} value: set "
+                         f"data.text_field to the column that holds the text")
+    logger.warning("%d of %d rows of data.path=%s have no %r value: they are skipped (set "
+                   "data.text_field if the text is in another column)", missing, len(ds), path,
+                   text_field)
 
 
 def _caused_by(err: BaseException, kind: type[BaseException]) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 from src.data import splits
 from src.data.memmap import TokenStream, open_split
 from src.data.packing import cached_tokens
+from src.data.local_files import infer_source
 from src.data.sources import ALL_SOURCES, load_corpus, load_texts, source_identity
 from src.data.tokenizers import TOKENIZER_KINDS, Tokenizer, build_tokenizer
 
@@ -63,11 +64,16 @@ class DataSpec:
     max_train_tokens: int | None = None
 
     def __post_init__(self) -> None:
+        self.path = plain(self.path)
+        if self.source in ("auto", "text") and self.path not in (None, ""):
+            # Local files are read by the builder their extensions name: a .jsonl is JSON
+            # lines, a .parquet a table, whatever the text_files default says.
+            self.source = infer_source(self.path, prefer=None if self.source == "auto" else "text")
         if self.source not in ALL_SOURCES:
             raise ValueError(
-                f"unknown data.source {self.source!r}; valid sources: {', '.join(ALL_SOURCES)}"
+                f"unknown data.source {self.source!r}; valid sources: auto, "
+                f"{', '.join(ALL_SOURCES)}"
             )
-        self.path = plain(self.path)
         if self.source in _NEEDS_PATH and (self.path is None or self.path == ""):
             raise ValueError(
                 f"data.source={self.source} needs a path; set data.path=/path/to/your/data"

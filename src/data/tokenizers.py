@@ -132,9 +132,13 @@ class FastTokenizer(Tokenizer):
     def decode(self, ids: Sequence[int]) -> str:
         return self._tok.decode(self._check_ids(ids), skip_special_tokens=False)
 
+    def to_json(self) -> str:
+        """The tokenizer JSON (reload with ``kind=bpe, name_or_path=<file with it>``)."""
+        return self._tok.to_str()
+
     def save(self, path: str | Path) -> None:
         """Writes the tokenizer JSON (reload with ``kind=bpe, name_or_path=path``)."""
-        Path(path).write_text(self._tok.to_str(), encoding="utf-8")
+        Path(path).write_text(self.to_json(), encoding="utf-8")
 
 
 class HFTokenizer(Tokenizer):

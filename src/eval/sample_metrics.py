@@ -35,7 +35,7 @@ class HFJudge:
             self.tok = AutoTokenizer.from_pretrained(name_or_path)
             self.model = AutoModelForCausalLM.from_pretrained(name_or_path).to(device).eval()
         except OSError as e:
-            raise SystemExit(
+            raise ValueError(
                 f"cannot load judge LM {name_or_path!r} ({e.__class__.__name__}): pass a local "
                 "path to a saved model, or a hub name already in the HF cache"
             ) from e

@@ -65,7 +65,9 @@ def build_optimizer(path: str, groups: list[dict], *, fused: bool = False,
     try:
         cls = get_class(path)
     except Exception as err:  # noqa: BLE001 - import or attribute errors: one line
-        raise ValueError(f"optim.optimizer={path!r} cannot be imported ({err}); "
+        cause = err.__cause__ or err
+        raise ValueError(f"optim.optimizer={path!r} cannot be imported "
+                         f"({type(cause).__name__}: {str(cause).splitlines()[0]}); "
                          f"use e.g. optim=adamw or optim=laprop") from None
     if "fused" in inspect.signature(cls).parameters:
         kwargs["fused"] = fused

@@ -83,10 +83,14 @@ def load_checkpoint_file(path: str | Path, *, mmap: bool = False,
     try:
         ckpt = torch.load(path, map_location="cpu", mmap=mmap, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UnreadableCheckpoint(
-            path, f"holds Python objects beyond tensors and plain containers ({first[:120]}): "
-            f"refusing to run code from a checkpoint; use one written by src.train") from None
+        blocked = [line.strip() for line in str(err).splitlines() if "GLOBAL" in line]
+        if blocked:  # a pickled callable: what a crafted file uses to run code
+            raise UnreadableCheckpoint(
+                path, f"holds Python objects beyond tensors and plain containers "
+                f"({blocked[0][:120]}): refusing to run code from a checkpoint; use one "
+                f"written by src.train") from None
+        raise UnreadableCheckpoint(path, "cannot be read (not a torch checkpoint, or "
+                                         "corrupt): it is truncated or not a checkpoint") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UnreadableCheckpoint(path, f"cannot be read ({first[:160]}): it is truncated or "

@@ -12,10 +12,9 @@ from src.samplers.categorical import (
     top_p_filter,
     uniform64,
 )
-from src.samplers.factory import SAMPLERS, build_sampler
+from src.samplers.factory import build_sampler
 
 __all__ = [
-    "SAMPLERS",
     "ARSampler",
     "DUOAncestral",
     "MDLMAncestral",

@@ -36,6 +36,7 @@ class MDLMAncestral(Sampler):
     """
 
     supports_infill = True
+    algos = ("mdlm", "esolm")
 
     def __init__(
         self,

@@ -28,6 +28,8 @@ class ARSampler(Sampler):
 
     supports_infill = False
 
+    algos = ("ar",)
+
     def __init__(
         self,
         temperature: float = 1.0,

@@ -30,9 +30,21 @@ class Sampler(ABC):
     supports_infill: bool = False
     #: Show a tqdm bar (None = only when stderr is a terminal, tqdm's convention).
     progress: bool | None = None
+    #: Names of the algos (configs/algo/) this sampler can sample.
+    algos: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.nfe = 0
+
+    def check_algo(self, algo: Any) -> None:
+        """Raise one ValueError naming the algo's own sampler when this one cannot sample it
+        (checked before any training or sampling starts; duck-typed fakes without a name
+        pass)."""
+        name = getattr(algo, "name", None)
+        if name is not None and self.algos and name not in self.algos:
+            fix = getattr(algo, "default_sampler", "") or "the algo's own sampler"
+            raise ValueError(f"{type(self).__name__} samples algo={'|'.join(self.algos)}, not "
+                             f"algo={name}: use sampler={fix} (or leave sampler= unset)")
 
     def sample(
         self,
@@ -82,6 +94,7 @@ class Sampler(ABC):
             raise ValueError(
                 "give prompt or infill, not both: put the prefix into the infill template"
             )
+        self.check_algo(algo)
         device = torch.device(algo.device)
         prompt = self._check_prompt(prompt, n, length, algo.vocab_size, device)
         infill = self._check_infill(infill, n, length, algo.vocab_size, device)

@@ -63,6 +63,7 @@ class DUOAncestral(Sampler):
     """
 
     supports_infill = True
+    algos = ("duo", "duo_distill")
 
     def __init__(self, steps: int = 128, top_p: float = 1.0, t_min: float = 1e-5,
                  greedy_last: bool = False, progress: bool | None = None) -> None:

@@ -46,6 +46,7 @@ class EsoLMSampler(Sampler):
     """
 
     supports_infill = True
+    algos = ("esolm",)
 
     def __init__(
         self,
@@ -69,6 +70,7 @@ class EsoLMSampler(Sampler):
 
     def check_algo(self, algo: Any) -> None:
         """Raise one clear ValueError (naming a compatible sampler) for a non-Eso-LM algo."""
+        super().check_algo(algo)
         check_esolm_algo(algo, "esolm")
 
     def _generate(

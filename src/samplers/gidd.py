@@ -76,6 +76,7 @@ class GIDDAncestral(Sampler):
     """
 
     supports_infill = True
+    algos = ("gidd",)
 
     def __init__(self, steps: int = 128, top_p: float = 1.0, progress: bool | None = None) -> None:
         super().__init__()
@@ -87,6 +88,7 @@ class GIDDAncestral(Sampler):
 
     def check_algo(self, algo: Any) -> None:
         """Raise one clear ValueError (naming a compatible sampler) for a non-GIDD algo."""
+        super().check_algo(algo)
         check_gidd_algo(algo, "gidd_ancestral")
 
     def _generate(self, algo: Any, n: int, length: int, steps: int | None, *,
@@ -122,6 +124,7 @@ class GIDDAdaptive(Sampler):
     """
 
     supports_infill = True
+    algos = ("gidd",)
 
     def __init__(self, steps: int = 128, temperature: float = 1.0, top_p: float = 1.0,
                  progress: bool | None = None) -> None:
@@ -136,6 +139,7 @@ class GIDDAdaptive(Sampler):
 
     def check_algo(self, algo: Any) -> None:
         """Raise one clear ValueError (naming a compatible sampler) for a non-GIDD algo."""
+        super().check_algo(algo)
         check_gidd_algo(algo, "gidd_adaptive")
 
     def _generate(self, algo: Any, n: int, length: int, steps: int | None, *,

@@ -32,6 +32,8 @@ class OptimalLR:
     at_edge: bool
     n_points: int
     n_diverged: int
+    lr_best: float = math.nan  # the grid point with the lowest loss, and that loss
+    loss_best: float = math.nan
 
 
 def optimal_lr(lrs: np.ndarray, losses: np.ndarray) -> OptimalLR:
@@ -44,15 +46,16 @@ def optimal_lr(lrs: np.ndarray, losses: np.ndarray) -> OptimalLR:
     if len(x) == 0:
         return OptimalLR(math.nan, math.nan, True, 0, n_diverged)
     best = int(np.argmin(y))
+    grid = {"lr_best": float(2 ** x[best]), "loss_best": float(y[best])}
     if best in (0, len(x) - 1) or len(x) < 3:
-        return OptimalLR(float(2 ** x[best]), float(y[best]), True, len(x), n_diverged)
+        return OptimalLR(float(2 ** x[best]), float(y[best]), True, len(x), n_diverged, **grid)
     lo, hi = max(best - 2, 0), min(best + 3, len(x))
     a, b, c = np.polyfit(x[lo:hi], y[lo:hi], 2)
     if a <= 0:  # not convex around the minimum: keep the grid point
-        return OptimalLR(float(2 ** x[best]), float(y[best]), False, len(x), n_diverged)
+        return OptimalLR(float(2 ** x[best]), float(y[best]), False, len(x), n_diverged, **grid)
     x_star = float(np.clip(-b / (2 * a), x[best - 1], x[best + 1]))
     return OptimalLR(float(2 ** x_star), float(np.polyval([a, b, c], x_star)), False, len(x),
-                     n_diverged)
+                     n_diverged, **grid)
 
 
 def sweep_axis(df: pd.DataFrame) -> str:
@@ -91,7 +94,8 @@ def transfer_table(df: pd.DataFrame, axis: str | None = None) -> pd.DataFrame:
         fit = optimal_lr(pd.to_numeric(g["optim.lr"]).to_numpy(),
                          pd.to_numeric(g["loss"], errors="coerce").to_numpy())
         rows.append({"algo": algo, "parameterization": p13n, "axis": axis, "value": value,
-                     "lr_opt": fit.lr, "loss_opt": fit.loss, "at_edge": fit.at_edge,
+                     "lr_opt": fit.lr, "loss_opt": fit.loss, "lr_best": fit.lr_best,
+                     "loss_best": fit.loss_best, "at_edge": fit.at_edge,
                      "n_points": fit.n_points, "n_diverged": fit.n_diverged})
     return pd.DataFrame(rows)
 

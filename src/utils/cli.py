@@ -12,6 +12,9 @@ from functools import wraps
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import InstantiationException
+from omegaconf.errors import MissingMandatoryValue
+
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 CHECKED_GROUPS = ("algo", "model", "data", "sampler", "noise", "lr_scheduler", "trainer", "flops",
                   "logger", "experiment", "optim")
@@ -51,6 +54,18 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except InstantiationException as e:
+            # Hydra wraps a constructor's error in several lines: surface a user error's own.
+            cause = e.__cause__
+            if os.environ.get("DLM_DEBUG") or not isinstance(cause, USER_ERRORS):
+                raise
+            raise SystemExit(f"error: {cause}") from None
+        except MissingMandatoryValue as e:
+            if os.environ.get("DLM_DEBUG"):
+                raise
+            key = e.full_key or "a required value"
+            raise SystemExit(f"error: {key} is required: pass {key}=... on the command line "
+                             f"(see the config's comment for what it takes)") from None
         except USER_ERRORS as e:
             if os.environ.get("DLM_DEBUG"):
                 raise

@@ -41,7 +41,7 @@ def test_uniform_judge_gives_the_vocabulary_size(uniform_judge_dir):
 
 
 def test_missing_judge_is_one_clear_line(tmp_path):
-    with pytest.raises(SystemExit, match="cannot load judge LM .*pass a local path"):
+    with pytest.raises(ValueError, match="cannot load judge LM .*pass a local path"):
         HFJudge(str(tmp_path / "no_such_model"))
 
 

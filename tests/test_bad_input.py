@@ -1,0 +1,64 @@
+"""The bad-input table: each case ends with exactly one `error:` line naming the fix, before
+anything trains (no traceback, no silent acceptance). Cases that need a trained run
+(evaluate, sample) are in tests/test_train_e2e.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from src.evaluate import main as evaluate_main
+from src.sample import main as sample_main
+from src.train import main as train_main
+from tests.cli import cli_error
+from tests.resume.helpers import tiny_overrides
+
+TRAIN_CASES = [  # (overrides, what the one line must say)
+    (["training.max_steps=-5"], "training.max_steps=-5 must be a whole number >= 1"),
+    (["training.max_steps=0"], "training.max_steps=0 must be a whole number >= 1"),
+    (["training.flops_budget=-1"], "training.flops_budget=-1 must be a positive number"),
+    (["optim.lr=0"], "optim.lr=0 must be > 0"),
+    (["optim.weight_decay=-0.1"], "optim.weight_decay=-0.1 must be >= 0"),
+    (["training.ckpt_every_n_steps=-1"], "training.ckpt_every_n_steps=-1 must be a whole number >= 0"),
+    (["training.val_every_n_steps=0"], "training.val_every_n_steps=0 must be a whole number >= 1"),
+    (["training.ema=1.5"], "training.ema=1.5 must be in [0, 1)"),
+    (["training.diverge_above=-1"], "training.diverge_above=-1 must be > 0"),
+    (["model.attn_backend=flash"], "model.attn_backend=flash needs a CUDA device"),
+    (["model.attn_backend=fast"], "unknown attention backend 'fast'"),
+    (["trainer.accelerator=cuda"], "trainer.accelerator=cuda but no CUDA device is visible"),
+    (["algo=ar", "sampler=ancestral", "eval.num_samples=1"],
+     "MDLMAncestral samples algo=mdlm|esolm, not algo=ar: use sampler=ar"),
+    (["algo=mdlm", "sampler=duo_ancestral", "eval.num_samples=1"],
+     "DUOAncestral samples algo=duo|duo_distill, not algo=mdlm: use sampler=ancestral_cache"),
+    (["algo=mdml"], "unknown algo 'mdml': choose one of"),
+    (["model=7M"], "unknown model '7M': choose one of"),
+    (["model.parameterization=ntk"], "unknown model.parameterization 'ntk'"),
+    (["optim.optimizer=nope.Adam"], "optim.optimizer='nope.Adam' cannot be imported"),
+    (["data.batch_size=0"], "data.batch_size=0 must be a whole number >= 1"),
+    (["data.seq_len=1"], "data.seq_len must be >= 2"),
+    (["data.seq_len=4096"], "data.seq_len=4096 is longer than model 0.13M's max_seq_len=512"),
+    (["training.global_batch_size=6"], "training.global_batch_size=6 is not a multiple of"),
+    (["training.init_from=/nonexistent"], "training.init_from=/nonexistent: no such run folder"),
+    (["training.init_from=/tmp", "training.init_mode=graft"], "training.init_mode=graft: use one of"),
+    (["data=text_files"], "data.path is required: pass data.path=... on the command line"),
+]
+
+
+@pytest.mark.parametrize("overrides, expected", TRAIN_CASES, ids=lambda v: " ".join(v)
+                         if isinstance(v, list) else None)
+def test_bad_training_input_is_one_line(tmp_path: Path, overrides: list[str], expected: str):
+    line = cli_error(train_main, "src.train", *tiny_overrides(tmp_path, steps=3), *overrides)
+    assert expected in line, line
+    assert not list((tmp_path / "runs").rglob("result.json"))  # nothing finished
+
+
+@pytest.mark.parametrize("main, module", [(evaluate_main, "src.evaluate"),
+                                          (sample_main, "src.sample")])
+def test_checkpoint_inputs_without_a_run(tmp_path: Path, main, module):
+    assert "ckpt is required: pass ckpt=" in cli_error(main, module, f"paths.log_dir={tmp_path}")
+    assert "no checkpoint at" in cli_error(main, module, f"ckpt={tmp_path}/nope",
+                                           f"paths.log_dir={tmp_path}")
+    (tmp_path / "junk.ckpt").write_bytes(b"\x00garbage" * 100)
+    line = cli_error(main, module, f"ckpt={tmp_path}/junk.ckpt", f"paths.log_dir={tmp_path}")
+    assert "cannot be read" in line and "junk.ckpt" in line
