@@ -193,3 +193,36 @@ def test_first_invalid_utf8_offset_across_block_boundaries(tmp_path, block):
     assert first_invalid_utf8(good, block) is None
     assert first_invalid_utf8(bad, block) == 6
     assert first_invalid_utf8(cut, block) == 2
+
+
+def test_local_files_are_read_by_extension(tmp_path):
+    from src.data.local_files import infer_source
+    from src.data.spec import DataSpec
+
+    (tmp_path / "a.jsonl").write_text('{"text": "hello"}\n{"text": "world"}\n')
+    (tmp_path / "b.txt").write_text("plain")
+    assert DataSpec(source="text", path=str(tmp_path / "a.jsonl")).source == "json"
+    assert DataSpec(source="text", path=str(tmp_path / "b.txt")).source == "text"
+    assert DataSpec(source="text", path=str(tmp_path)).source == "text"  # text files win
+    with pytest.raises(ValueError, match="holds json and text files: set data.source"):
+        infer_source(str(tmp_path))  # auto: no preference among kinds
+
+
+def test_json_rows_without_text_are_counted(tmp_path, caplog):
+    import logging
+
+    from src.data.local_files import load_local
+
+    rows = ['{"text": "a document"}', '{"body": "no text here"}', '{"text": null}']
+    (tmp_path / "d.jsonl").write_text("\n".join(rows) + "\n")
+    kwargs = dict(text_field="text", cache_dir=str(tmp_path / "c"), streaming=False,
+                  sample_by="document", fraction=0.005)
+    with caplog.at_level(logging.WARNING):
+        load_local("json", str(tmp_path / "d.jsonl"), "train", **kwargs)
+    assert any("2 of 3 rows" in r.getMessage() for r in caplog.records)
+    (tmp_path / "e.jsonl").write_text('{"text": null, "body": "x"}\n{"body": "y"}\n')
+    with pytest.raises(ValueError, match="no row of data.path=.* has a 'text' value"):
+        load_local("json", str(tmp_path / "e.jsonl"), "train", **kwargs)
+    (tmp_path / "f.jsonl").write_text('{"body": "x"}\n')
+    with pytest.raises(ValueError, match="text field 'text' not in columns"):
+        load_local("json", str(tmp_path / "f.jsonl"), "train", **kwargs)
