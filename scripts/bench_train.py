@@ -27,6 +27,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from src.algos.randomness import StepRandomness, make_generator  # noqa: E402
 from src.builders import build_algo, build_backbone  # noqa: E402
 from src.models.dit import count_params  # noqa: E402
+from src.algos.cost import algo_passes  # noqa: E402
 from src.models.flops import flops_per_token  # noqa: E402
 from src.utils.resolvers import register_resolvers  # noqa: E402
 from src.utils.runtime import setup_torch  # noqa: E402
@@ -101,7 +102,8 @@ def main() -> None:
     tokens_per_s = args.steps * args.batch_size * args.seq_len / elapsed
     m = cfg.model
     shape = dict(dim=m.dim, n_blocks=m.n_blocks, n_heads=m.n_heads, vocab_size=tok.vocab_size,
-                 seq_len=args.seq_len, algo=cfg.algo.name, cond_dim=m.cond_dim, adaln=m.adaln)
+                 seq_len=args.seq_len, cond_dim=m.cond_dim, adaln=m.adaln,
+                 passes=algo_passes(cfg.algo, args.seq_len))
     fpt = {c: flops_per_token(convention=c, **shape) for c in ("full", "6N", "reference")}
     print(json.dumps({
         "algo": cfg.algo.name, "model": m.name, **count_params(algo.backbone),

@@ -1,11 +1,13 @@
 """Parameter counts, FLOPs per token and FLOP-budget step counts of one backbone size.
 
     python scripts/model_stats.py model=113M [vocab_size=32001] [seq_len=2048]
-        [global_batch_size=256] [flops_budget=6e18] [algo=mdlm] [alpha0=1.0] ...
+        [global_batch_size=256] [flops_budget=6e18] [algo=mdlm] [algo.alpha_0=0.5] ...
 
 Prints one JSON object. Parameters are exact: the real `DiT` is instantiated on the
 `meta` device (no memory) and counted. FLOPs come from `src.models.flops` for every
-convention; with a budget, `max_steps` per convention from `src.scaling.budget`.
+convention (the `full` one counts what the algo runs per sequence: its
+`training_passes`, from configs/algo/<algo>.yaml with any `algo.<key>=` overrides); with a
+budget, `max_steps` per convention from `src.scaling.budget`.
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from src.algos.cost import algo_passes  # noqa: E402
 from src.models.dit import DiT, count_params  # noqa: E402
-from src.models.flops import ALGO_KWARGS, CONVENTIONS, flops_per_token  # noqa: E402
+from src.models.flops import CONVENTIONS, flops_per_token  # noqa: E402
 from src.scaling.budget import steps_for_budget  # noqa: E402
 
 MODEL_DIR = ROOT / "configs" / "model"
 DEFAULTS = {"vocab_size": 32001, "seq_len": 2048, "global_batch_size": 256, "flops_budget": None,
             "algo": "mdlm"}
-ALGO_OPTIONS = sorted({k for opts in ALGO_KWARGS.values() for k in opts})
 
 
 class UsageError(Exception):
@@ -67,6 +69,21 @@ def load_model_config(size: str) -> DictConfig:
     return _compose(path)
 
 
+def load_algo_config(name: str, overrides: dict[str, object]) -> DictConfig:
+    """configs/algo/<name>.yaml (composed as `algo=<name>` is in training) with `algo.<key>=`
+    overrides; an unknown algo or key is a usage error."""
+    from src.runs.identity import compose_train
+
+    names = sorted(p.stem for p in (ROOT / "configs" / "algo").glob("*.yaml"))
+    if name not in names:
+        raise UsageError(f"unknown algo {name!r}: choose one of {', '.join(names)}")
+    try:
+        cfg = compose_train([f"algo={name}", *(f"algo.{k}={v}" for k, v in overrides.items())])
+    except Exception as err:  # noqa: BLE001 - Hydra's override errors: one line
+        raise UsageError(f"algo {name!r}: {str(err).splitlines()[0]}") from None
+    return cfg.algo
+
+
 def _value(text: str) -> object:
     """A key=value override's value: int, float (6e18), true/false, null, else the string."""
     for cast in (int, float):
@@ -88,14 +105,13 @@ def parse_args(argv: list[str]) -> dict[str, object]:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise UsageError(f"arguments are key=value, got {item!r}")
-        if key in ALGO_OPTIONS:
-            algo_kwargs[key] = _value(text)
+        if key.startswith("algo."):
+            algo_kwargs[key[len("algo."):]] = _value(text)
         elif key in DEFAULTS or key == "model":
             args[key] = text if key in ("model", "algo") else _value(text)
         else:
             raise UsageError(
-                f"unknown argument {key!r}: use model, {', '.join(DEFAULTS)}, "
-                f"{', '.join(ALGO_OPTIONS)}"
+                f"unknown argument {key!r}: use model, {', '.join(DEFAULTS)} or algo.<key>"
             )
     if "model" not in args:
         raise UsageError(
@@ -114,8 +130,9 @@ def model_stats(args: dict[str, object]) -> dict[str, object]:
         model = DiT(vocab, cfg.dim, cfg.n_blocks, cfg.n_heads, cond_dim=cfg.cond_dim,
                     max_seq_len=cfg.max_seq_len, adaln=cfg.adaln)
     shape = dict(dim=cfg.dim, n_blocks=cfg.n_blocks, n_heads=cfg.n_heads, vocab_size=vocab,
-                 seq_len=seq_len, algo=str(args["algo"]), cond_dim=cfg.cond_dim, adaln=cfg.adaln)
-    fpt = {c: flops_per_token(convention=c, **shape, **args["algo_kwargs"]) for c in CONVENTIONS}
+                 seq_len=seq_len, cond_dim=cfg.cond_dim, adaln=cfg.adaln)
+    passes = algo_passes(load_algo_config(str(args["algo"]), args["algo_kwargs"]), seq_len)
+    fpt = {c: flops_per_token(convention=c, passes=passes, **shape) for c in CONVENTIONS}
     out: dict[str, object] = {
         "model": cfg.name, "dim": cfg.dim, "n_blocks": cfg.n_blocks, "n_heads": cfg.n_heads,
         "adaln": cfg.adaln, "vocab_size": vocab, "seq_len": seq_len, "global_batch_size": batch,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 
 from src.algos.base import Algo, LossOutput
 from src.algos.randomness import StepRandomness
+from src.models.flops import BackbonePass
 
 
 class AR(Algo):
@@ -26,6 +28,11 @@ class AR(Algo):
         if not 0.0 <= input_mask_prob < 1.0:
             raise ValueError(f"algo.input_mask_prob={input_mask_prob} must be in [0, 1)")
         self.input_mask_prob = input_mask_prob
+
+    @classmethod
+    def training_passes(cls, algo_cfg: Mapping[str, Any], seq_len: int) -> list[BackbonePass]:
+        """The model reads x[:, :-1]: seq_len - 1 tokens, causal."""
+        return [BackbonePass(seq_len - 1)]
 
     def causal_logits(self, x: torch.Tensor, kv_cache: Any = None) -> torch.Tensor:
         """(B, l) -> (B, l, V) float32 next-token logits; [MASK] is never predicted."""

@@ -5,6 +5,7 @@ implements only `loss`."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from src.algos.randomness import StepRandomness, derive_seed, make_generator
+from src.models.flops import BackbonePass
 from src.optim.ema import EMA
 from src.optim.param_groups import build_optimizer, param_groups
 from src.optim.schedules import lr_lambda
@@ -64,6 +66,14 @@ class Algo(L.LightningModule):
         self._net = torch.compile(backbone) if compile else backbone
         self._val_nll = self._val_tokens = None
         self.val_totals = (0.0, 0.0)  # (NLL sum, tokens) of the last validation, all ranks
+
+    @classmethod
+    def training_passes(cls, algo_cfg: Mapping[str, Any], seq_len: int) -> list[BackbonePass]:
+        """The backbone forwards one training sequence costs (src/models/flops.py): by
+        default one pass over its seq_len tokens, with gradients. Subclasses that run
+        something else say so here, from their config alone (budgets are computed before
+        any model exists)."""
+        return [BackbonePass(seq_len)]
 
     def net(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         """The (possibly compiled) backbone's forward."""

@@ -11,6 +11,7 @@ so the student learns to jump ever larger intervals: good samples in 4-16 steps.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -20,6 +21,7 @@ from torch import nn
 from src.algos.base import LossOutput
 from src.algos.duo import DUO
 from src.algos.randomness import StepRandomness
+from src.models.flops import BackbonePass
 from src.algos.uniform_noise import log_reverse_posterior
 
 DIVERGENCES = ("kl_bwd", "kl_fwd")
@@ -62,6 +64,11 @@ class DUODistill(DUO):
             verbatim to t under-weights keeping the current tokens.
         **kwargs: DUO's arguments.
     """
+
+    @classmethod
+    def training_passes(cls, algo_cfg: Mapping[str, Any], seq_len: int) -> list[BackbonePass]:
+        """The student's pass with gradients, plus one frozen teacher forward."""
+        return [BackbonePass(seq_len), BackbonePass(seq_len, backward=False)]
 
     def __init__(self, backbone: nn.Module, *, teacher_ckpt: str | None = None,
                  refresh_every: int = 10000, base_steps: int = 512, dt_max: float = 0.5,

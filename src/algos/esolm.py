@@ -15,6 +15,7 @@ diffusion with causal attention over the clean-first order (the scaling runs).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -31,6 +32,7 @@ from src.algos.esolm_masks import (
 from src.algos.mdlm import MDLM
 from src.algos.noise import NoiseSchedule
 from src.algos.randomness import StepRandomness
+from src.models.flops import BackbonePass
 
 
 class AlphaScaled(NoiseSchedule):
@@ -88,9 +90,18 @@ class EsoLM(MDLM):
             )
         super().__init__(backbone, noise=AlphaScaled(noise, alpha_0), **kwargs)
         self.alpha_0, self.batch_split = float(alpha_0), float(batch_split)
-        # What one training row costs (src/models/flops.py): alpha_0 = 1 runs diffusion only.
-        split = 1.0 if self.alpha_0 == 1.0 else self.batch_split
-        self.flops_kwargs = {"esolm_batch_split": split, "alpha0": self.alpha_0}
+
+    @classmethod
+    def training_passes(cls, algo_cfg: Mapping[str, Any], seq_len: int) -> list[BackbonePass]:
+        """A batch_split share of the rows runs the diffusion branch on seq_len tokens; the
+        rest the sequential branch on [z_0; x], 2 seq_len tokens with the head on all of
+        them (as the reference's EsoLMDiT). alpha_0 = 1 (the scaling runs) leaves no token
+        to the sequential decoder: every row is a diffusion row."""
+        alpha_0 = float(algo_cfg.get("alpha_0", 1.0))
+        if alpha_0 == 1.0:
+            return [BackbonePass(seq_len)]
+        split = float(algo_cfg.get("batch_split", 0.5))
+        return [BackbonePass(seq_len, rows=split), BackbonePass(2 * seq_len, rows=1 - split)]
 
     # ---- network calls ---------------------------------------------------------------
     def _subs_log_probs(self, logits: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,8 @@ PaLM's MFU definition.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -32,16 +34,6 @@ from typing import Any
 from omegaconf import OmegaConf
 
 CONVENTIONS = ("reference", "6N", "palm", "gidd", "full")
-ALGOS = ("ar", "mdlm", "duo", "duo_distill", "esolm", "gidd")
-#: Algorithm options that change what runs per training sequence (anything else is an error).
-ALGO_KWARGS: dict[str, dict[str, Any]] = {
-    "ar": {},
-    "mdlm": {},
-    "gidd": {},
-    "duo": {"soft_inputs": False},
-    "duo_distill": {},
-    "esolm": {"esolm_batch_split": 1.0, "alpha0": 1.0},
-}
 FREQ_DIM = 256  # TimestepEmbedder sinusoidal features (layers.py)
 PROFILE_PATH = Path(__file__).resolve().parents[2] / "configs" / "flops" / "_reference_profile.yaml"
 
@@ -104,16 +96,22 @@ def model_forward_flops(
     return flops
 
 
-def _algo_options(algo: str, algo_kwargs: dict[str, Any]) -> dict[str, Any]:
-    _check_choice(algo, ALGOS, "algo")
-    allowed = ALGO_KWARGS[algo]
-    unknown = sorted(set(algo_kwargs) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"algo {algo!r} takes no option(s) {unknown}: "
-            f"its options are {sorted(allowed) or 'none'}"
-        )
-    return {**allowed, **algo_kwargs}
+@dataclass(frozen=True)
+class BackbonePass:
+    """One backbone forward an algorithm runs per training sequence (its cost interface:
+    `Algo.training_passes`, src/algos/base.py). The backbone knows no algorithm names.
+
+    Attributes:
+        tokens: sequence length of this forward (AR: L - 1; Eso-LM's sequential rows: 2 L).
+        rows: fraction of the batch's rows that run it (Eso-LM splits rows between branches).
+        soft_inputs: (L, V) probabilities multiplied into the embedding (DUO curriculum).
+        backward: whether gradients flow through it (x3 for training; a frozen teacher: x1).
+    """
+
+    tokens: int
+    rows: float = 1.0
+    soft_inputs: bool = False
+    backward: bool = True
 
 
 def forward_flops(
@@ -123,54 +121,26 @@ def forward_flops(
     n_heads: int,
     vocab_size: int,
     seq_len: int,
-    algo: str = "mdlm",
     cond_dim: int = 128,
     adaln: bool = True,
-    **algo_kwargs: Any,
+    passes: Sequence[BackbonePass] | None = None,
 ) -> float:
-    """Forward FLOPs one algorithm really runs per training sequence of `seq_len` tokens.
-
-    - ar: the model on x[:, :-1], i.e. seq_len - 1 tokens, causal (ALGORITHMS.md, AR).
-    - mdlm, gidd: seq_len tokens, bidirectional; duo too, plus 2 L V d while the
-      curriculum feeds soft one-hots (`soft_inputs=True`).
-    - duo_distill: the student's seq_len tokens plus one teacher forward (4/3 x duo).
-    - esolm: a fraction `esolm_batch_split` of the rows runs the diffusion branch on
-      seq_len tokens (only if alpha0 > 0); the other rows run the sequential branch on
-      [z_0; x], 2 seq_len tokens with the head on all of them, as the reference's
-      EsoLMDiT does (only if alpha0 < 1). With alpha0 = 1 (the scaling runs) the
-      sequential rows are skipped, so their compute is 0 (reference `EsoLM._loss`).
-      The result is the average over rows; the reference truncates
-      int(batch_split * B), which is exact when batch_split * B is an integer.
-
-    Returns:
-        Forward FLOPs per sequence of the global batch (average over its rows).
-    """
+    """Forward FLOPs per training sequence: the sum over the algorithm's passes of
+    rows x `model_forward_flops(tokens)` (default: one pass over the seq_len tokens)."""
     if dim % n_heads:
         raise ValueError(f"dim {dim} is not divisible by n_heads {n_heads}")
-    opts = _algo_options(algo, algo_kwargs)
+    passes = [BackbonePass(seq_len)] if passes is None else list(passes)
+    if not passes or all(p.rows <= 0 for p in passes):
+        raise ValueError("the algorithm runs no backbone pass on any row")
     shape = dict(dim=dim, n_blocks=n_blocks, vocab_size=vocab_size, cond_dim=cond_dim, adaln=adaln)
-    if algo == "ar":
-        return float(model_forward_flops(seq_len=seq_len - 1, **shape))
-    if algo == "duo_distill":
-        # Student forward + backward (3 forwards, counted by the caller's 3x) plus one frozen
-        # teacher forward per sequence: 4/3 of a forward per training forward.
-        return 4 / 3 * model_forward_flops(seq_len=seq_len, **shape)
-    if algo != "esolm":
-        soft = bool(opts.get("soft_inputs", False))
-        return float(model_forward_flops(seq_len=seq_len, soft_inputs=soft, **shape))
-    split, alpha0 = float(opts["esolm_batch_split"]), float(opts["alpha0"])
-    if not (0.0 <= split <= 1.0 and 0.0 <= alpha0 <= 1.0):
-        raise ValueError(f"esolm_batch_split {split} and alpha0 {alpha0} must lie in [0, 1]")
-    diffusion = sequential = 0.0
-    if alpha0 > 0:
-        diffusion = split * model_forward_flops(seq_len=seq_len, **shape)
-    if alpha0 < 1:
-        sequential = (1 - split) * model_forward_flops(seq_len=2 * seq_len, **shape)
-    if diffusion + sequential == 0:
-        raise ValueError(
-            f"esolm with esolm_batch_split={split}, alpha0={alpha0} runs no branch on any row"
-        )
-    return diffusion + sequential
+    return float(sum(p.rows * model_forward_flops(seq_len=p.tokens, soft_inputs=p.soft_inputs,
+                                                  **shape) for p in passes))
+
+
+def training_flops(passes: Sequence[BackbonePass], **shape: Any) -> float:
+    """Forward + backward FLOPs per training sequence: 3 x each pass with gradients
+    (backward = 2 x forward, Kaplan et al. 2020 sec. 2.1), 1 x a frozen one."""
+    return sum((3.0 if p.backward else 1.0) * forward_flops(passes=[p], **shape) for p in passes)
 
 
 @lru_cache(maxsize=1)
@@ -227,10 +197,9 @@ def flops_per_token(
     vocab_size: int,
     seq_len: int,
     convention: str,
-    algo: str = "mdlm",
     cond_dim: int = 128,
     adaln: bool = True,
-    **algo_kwargs: Any,
+    passes: Sequence[BackbonePass] | None = None,
 ) -> float:
     """Training FLOPs (forward + backward) per token of the global batch.
 
@@ -238,22 +207,23 @@ def flops_per_token(
 
     - reference: 3 * F_ref / T with F_ref = `reference_forward_flops`, the scaling
       repo's profiled forward (no attention; ~= 6 (12 n d^2 + d V) per token). The
-      reference applies the same profile to every algorithm, so this ignores `algo`.
-    - 6N: 6 x non-embedding parameters (Kaplan et al. 2020; SMDM). Ignores `algo`.
+      reference applies the same profile to every algorithm, so this ignores `passes`.
+    - 6N: 6 x non-embedding parameters (Kaplan et al. 2020; SMDM). Ignores `passes`.
     - palm: 6 N + 12 n d T with N = all parameters except the input embedding table
-      (the head is a matmul; PaLM app. B, nanoGPT `estimate_mfu`). Ignores `algo`.
-    - gidd: 72 n d^2 + 12 n d T (von Ruette et al.'s count). Ignores `algo`.
-    - full: 3 x `forward_flops` / T: the exact structural count with attention of what
-      `algo` runs (AR on T - 1 tokens, Eso-LM's 2T sequential rows, ...).
+      (the head is a matmul; PaLM app. B, nanoGPT `estimate_mfu`). Ignores `passes`.
+    - gidd: 72 n d^2 + 12 n d T (von Ruette et al.'s count). Ignores `passes`.
+    - full: `training_flops` of the passes / T: the exact structural count with attention
+      of what the algorithm runs (AR on T - 1 tokens, Eso-LM's 2T sequential rows, a
+      distillation teacher's forward, ...); default one pass over T tokens.
     """
     _check_choice(convention, CONVENTIONS, "convention")
-    opts = _algo_options(algo, algo_kwargs)  # validate algo even where it is ignored
     shape = dict(
         dim=dim, n_blocks=n_blocks, n_heads=n_heads, vocab_size=vocab_size, seq_len=seq_len,
         cond_dim=cond_dim, adaln=adaln,
     )
     if convention == "full":
-        return 3.0 * forward_flops(**shape, algo=algo, **opts) / seq_len
+        return training_flops([BackbonePass(seq_len)] if passes is None else passes,
+                              **shape) / seq_len
     if convention == "reference":
         return 3.0 * reference_forward_flops(**shape) / seq_len
     params = param_counts(

@@ -13,6 +13,7 @@ import math
 from fractions import Fraction
 from typing import Any
 
+from src.algos.cost import algo_passes
 from src.models.flops import flops_per_token as _flops_per_token
 
 
@@ -66,32 +67,32 @@ def max_steps(
     n_blocks: int,
     n_heads: int,
     vocab_size: int,
-    algo: str = "mdlm",
     cond_dim: int = 128,
     adaln: bool = True,
-    **algo_kwargs: Any,
+    passes: Any = None,
 ) -> int:
-    """`steps_for_budget` for a backbone shape under a named convention.
+    """`steps_for_budget` for a backbone shape under a named convention (`passes`: what the
+    algorithm runs per sequence, `Algo.training_passes`; default one pass).
 
     Raises:
-        ValueError: unknown convention or algo (listing the valid ones), or a budget
-            too small for one step (naming the minimum).
+        ValueError: unknown convention (listing the valid ones), or a budget too small for
+            one step (naming the minimum).
     """
     fpt = _flops_per_token(
         dim=dim, n_blocks=n_blocks, n_heads=n_heads, vocab_size=vocab_size, seq_len=seq_len,
-        convention=convention, algo=algo, cond_dim=cond_dim, adaln=adaln, **algo_kwargs,
+        convention=convention, cond_dim=cond_dim, adaln=adaln, passes=passes,
     )
     return steps_for_budget(flops_budget, fpt, global_batch_size, seq_len)
 
 
 def run_flops_per_token(cfg: Any, vocab_size: int) -> float:
     """FLOPs per training token of a run config (`cfg.flops.convention`, the model shape, the
-    algo, data.seq_len): what src.train budgets and records."""
-    m = cfg.model
+    algorithm's passes, data.seq_len): what src.train budgets and records."""
+    m, seq_len = cfg.model, int(cfg.data.seq_len)
     return _flops_per_token(
         dim=int(m.dim), n_blocks=int(m.n_blocks), n_heads=int(m.n_heads), vocab_size=vocab_size,
-        seq_len=int(cfg.data.seq_len), convention=str(cfg.flops.convention), algo=str(cfg.algo.name),
-        cond_dim=int(m.cond_dim), adaln=bool(m.adaln),
+        seq_len=seq_len, convention=str(cfg.flops.convention), cond_dim=int(m.cond_dim),
+        adaln=bool(m.adaln), passes=algo_passes(cfg.algo, seq_len),
     )
 
 

@@ -196,3 +196,23 @@ def test_student_times_lie_in_dt_to_t_max(tmp_path, teacher_ckpt):
 def test_dt_max_must_stay_below_t_max(tmp_path, teacher_ckpt):
     with pytest.raises(ValueError, match="0 < algo.dt_max < algo.t_max <= 1"):
         student(tmp_path, teacher_ckpt, "algo.t_max=0.5", "algo.dt_max=0.5")
+
+
+def test_distillation_step_flops_match_the_counter(tmp_path, teacher_ckpt):
+    """The student's forward + backward and the frozen teacher's forward: 3 + 1 passes."""
+    from src.algos.cost import algo_passes
+    from src.models.flops import training_flops
+    from tests.scaling.test_flops import counted
+
+    algo, tok = student(tmp_path, teacher_ckpt, "model.attn_backend=math")
+    algo.load_teacher(tok)
+    algo.train()
+    x = torch.randint(0, 256, (4, 16), generator=torch.Generator().manual_seed(0))
+    rng = StepRandomness(make_generator("cpu", 0), 0.2, 0, 4)
+    measured = counted(lambda: algo.loss({"input_ids": x}, rng).loss.backward())
+    cfg = compose_cfg(tmp_path, "algo=duo_distill")
+    m = cfg.model
+    analytic = 4 * training_flops(algo_passes(cfg.algo, 16), dim=m.dim, n_blocks=m.n_blocks,
+                                  n_heads=m.n_heads, vocab_size=tok.vocab_size, seq_len=16,
+                                  cond_dim=m.cond_dim, adaln=m.adaln)
+    assert abs(analytic / measured - 1) < 0.02, analytic / measured

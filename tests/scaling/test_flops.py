@@ -12,8 +12,8 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 
 from src.models.dit import DiT, count_params
 from src.models.flops import (
-    ALGOS,
     CONVENTIONS,
+    BackbonePass,
     _reference_profile,
     flops_per_token,
     forward_flops,
@@ -79,8 +79,9 @@ def test_forward_matches_flop_counter(d, n, h, v, t, adaln, algo, backend):
     model, batch = build(d, n, h, v, adaln, backend), 2
     with torch.no_grad():
         measured = counted(lambda: run_algo(model, algo, batch, t))
+    passes = [BackbonePass(t - 1)] if algo == "ar" else None
     analytic = batch * forward_flops(
-        dim=d, n_blocks=n, n_heads=h, vocab_size=v, seq_len=t, algo=algo, adaln=adaln
+        dim=d, n_blocks=n, n_heads=h, vocab_size=v, seq_len=t, passes=passes, adaln=adaln
     )
     ratio = analytic / measured
     print(f"d{d} n{n} V{v} T{t} {algo} adaln={adaln} {backend}: analytic/profiler = {ratio:.6f}")
@@ -116,14 +117,14 @@ def test_esolm_rows_match_profiled_branches():
         measured = counted(lambda: model(torch.randint(0, v, (1, t)), torch.rand(1), causal=True))
         measured += counted(lambda: model(torch.randint(0, v, (1, 2 * t)), None, attn_mask=mask))
     shape = dict(dim=d, n_blocks=n, n_heads=h, vocab_size=v, seq_len=t)
-    analytic = forward_flops(**shape, algo="esolm", esolm_batch_split=0.5, alpha0=0.5)
+    halves = [BackbonePass(t, rows=0.5), BackbonePass(2 * t, rows=0.5)]
+    analytic = forward_flops(**shape, passes=halves)
     assert abs(2 * analytic / measured - 1) < 0.02
     single = model_forward_flops(dim=d, n_blocks=n, vocab_size=v, seq_len=t)
-    assert forward_flops(**shape, algo="esolm") == forward_flops(**shape, algo="mdlm") == single
-    # alpha0 = 1 (the scaling runs): the sequential rows are skipped by the loss.
-    assert forward_flops(**shape, algo="esolm", esolm_batch_split=0.5) == 0.5 * single
-    with pytest.raises(ValueError, match="runs no branch"):
-        forward_flops(**shape, algo="esolm", alpha0=0.0)
+    assert forward_flops(**shape) == single
+    assert forward_flops(**shape, passes=[BackbonePass(t, rows=0.5)]) == 0.5 * single
+    with pytest.raises(ValueError, match="runs no backbone pass"):
+        forward_flops(**shape, passes=[BackbonePass(t, rows=0.0)])
 
 
 def test_duo_soft_inputs_match_flop_counter():
@@ -133,7 +134,8 @@ def test_duo_soft_inputs_match_flop_counter():
     with torch.no_grad():
         measured = counted(lambda: model(probs, torch.rand(batch)))
     analytic = batch * forward_flops(
-        dim=d, n_blocks=n, n_heads=h, vocab_size=v, seq_len=t, algo="duo", soft_inputs=True
+        dim=d, n_blocks=n, n_heads=h, vocab_size=v, seq_len=t,
+        passes=[BackbonePass(t, soft_inputs=True)],
     )
     assert abs(analytic / measured - 1) < 0.02
 
@@ -182,17 +184,15 @@ def test_conventions_and_algos():
     values = {c: flops_per_token(**shape, convention=c) for c in CONVENTIONS}
     assert values["full"] == 3 * forward_flops(**shape) / 128
     assert values["gidd"] == 72 * 3 * 128**2 + 12 * 3 * 128 * 128
-    ar = flops_per_token(**shape, convention="full", algo="ar")
+    ar = flops_per_token(**shape, convention="full", passes=[BackbonePass(127)])
     assert ar == 3 * model_forward_flops(dim=128, n_blocks=3, vocab_size=2000, seq_len=127) / 128
-    for algo in ALGOS:  # closed-form conventions do not depend on the algorithm
-        assert flops_per_token(**shape, convention="6N", algo=algo) == values["6N"]
+    teacher = [BackbonePass(128), BackbonePass(128, backward=False)]  # distillation: 3 + 1
+    assert flops_per_token(**shape, convention="full", passes=teacher) == 4 / 3 * values["full"]
+    for passes in ([BackbonePass(127)], teacher):  # closed forms ignore what the algo runs
+        assert flops_per_token(**shape, convention="6N", passes=passes) == values["6N"]
 
 
-def test_unknown_names_list_valid_ones():
+def test_unknown_convention_lists_valid_ones():
     shape = dict(dim=64, n_blocks=2, n_heads=2, vocab_size=500, seq_len=64)
     with pytest.raises(ValueError, match="valid conventions are reference, 6N, palm, gidd, full"):
         flops_per_token(**shape, convention="kaplan")
-    with pytest.raises(ValueError, match="valid algos are ar, mdlm, duo, duo_distill, esolm, gidd"):
-        flops_per_token(**shape, convention="full", algo="bert")
-    with pytest.raises(ValueError, match="takes no option"):
-        forward_flops(**shape, algo="ar", alpha0=0.5)
