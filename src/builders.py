@@ -44,10 +44,12 @@ def build_backbone(cfg: DictConfig, vocab_size: int) -> nn.Module:
     return _instantiate(cfg.model, "name", vocab_size=vocab_size)
 
 
-def build_algo(cfg: DictConfig, tokenizer: Any, backbone: nn.Module) -> Algo:
+def build_algo(cfg: DictConfig, tokenizer: Any, backbone: nn.Module, **extra: Any) -> Algo:
+    """The algo of `cfg.algo` around `backbone`; `extra` are constructor arguments a config
+    cannot hold (e.g. the loaded `teacher_run` of a distillation)."""
     algo_cfg = OmegaConf.to_container(cfg.algo, resolve=True)
     try:
-        return _build_algo(algo_cfg, cfg, tokenizer, backbone)
+        return _build_algo(algo_cfg, cfg, tokenizer, backbone, **extra)
     except InstantiationException as e:
         # Hydra wraps constructor errors in several lines; surface our one-line ValueError.
         if isinstance(e.__cause__, (ValueError, FileNotFoundError)):
@@ -55,10 +57,12 @@ def build_algo(cfg: DictConfig, tokenizer: Any, backbone: nn.Module) -> Algo:
         raise
 
 
-def _build_algo(algo_cfg: dict, cfg: DictConfig, tokenizer: Any, backbone: nn.Module) -> Algo:
+def _build_algo(algo_cfg: dict, cfg: DictConfig, tokenizer: Any, backbone: nn.Module,
+                **extra: Any) -> Algo:
     return instantiate(
         algo_cfg,
         backbone=backbone,
+        **extra,
         vocab_size=tokenizer.vocab_size,
         mask_id=tokenizer.mask_id,
         eos_id=tokenizer.eos_id,

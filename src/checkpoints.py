@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +14,14 @@ from src.resume.checkpoint_file import load_checkpoint_file
 from src.utils.atomic import atomic_write_text
 
 
-@dataclass
 class LoadedRun:
-    cfg: DictConfig
-    algo: Algo
-    datamodule: Any
-    checkpoint_path: Path
+    """A trained run rebuilt from a checkpoint. A plain class, not a dataclass: it is passed
+    through Hydra's instantiate (a distillation's `teacher_run`), which would turn a dataclass
+    into a config and try to instantiate the run's own `_target_`s."""
+
+    def __init__(self, cfg: DictConfig, algo: Algo, datamodule: Any, checkpoint_path: Path) -> None:
+        self.cfg, self.algo, self.datamodule = cfg, algo, datamodule
+        self.checkpoint_path = checkpoint_path
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

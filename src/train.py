@@ -19,6 +19,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from src.builders import build_algo, build_backbone, build_datamodule, build_trainer
+from src.checkpoints import load_run
 from src.callbacks.config_store import StoreConfig
 from src.callbacks.divergence import DivergenceGuard, Diverged, loss_threshold
 from src.callbacks.preemption import Preemption
@@ -112,7 +113,10 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
 
     dm = build_datamodule(cfg)
     tok = dm.tokenizer
-    algo = build_algo(cfg, tok, build_backbone(cfg, tok.vocab_size))
+    # A distillation's teacher run is loaded here and handed to the algo (algos load no files).
+    teacher = {"teacher_run": load_run(cfg.algo.teacher_ckpt)} if cfg.algo.get("teacher_ckpt") \
+        else {}
+    algo = build_algo(cfg, tok, build_backbone(cfg, tok.vocab_size), **teacher)
     sizes = count_params(algo.backbone)
     if int(cfg.eval.num_samples) > 0:  # a sampler that cannot sample this algo: say so now
         build_sampler(cfg.sampler).check_algo(algo)

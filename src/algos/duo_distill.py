@@ -40,8 +40,9 @@ class DUODistill(DUO):
     While training, `train/loss` and `train/nll` are the distillation KL per token.
 
     Args:
-        teacher_ckpt: DUO run directory or .ckpt (loaded with `src.checkpoints.load_run`,
-            EMA weights when it has them); read when training starts.
+        teacher_ckpt: DUO run directory or .ckpt (src.train loads it with
+            `src.checkpoints.load_run`, EMA weights when it has them).
+        teacher_run: that loaded run, passed in; its weights are copied when training starts.
         refresh_every: optimizer steps between teacher refreshes (dt doubles at each).
         base_steps: the first dt is 1 / base_steps.
         dt_max: cap on dt.
@@ -71,6 +72,7 @@ class DUODistill(DUO):
         return [BackbonePass(seq_len), BackbonePass(seq_len, backward=False)]
 
     def __init__(self, backbone: nn.Module, *, teacher_ckpt: str | None = None,
+                 teacher_run: Any = None,
                  refresh_every: int = 10000, base_steps: int = 512, dt_max: float = 0.5,
                  teacher_from_ema: bool = False, divergence: str = "kl_bwd",
                  match: str = "x_theta", t_max: float = 1.0, **kwargs: Any) -> None:
@@ -84,6 +86,9 @@ class DUODistill(DUO):
             raise ValueError("need algo.refresh_every >= 1, algo.base_steps >= 1 and "
                              f"0 < algo.dt_max < algo.t_max <= 1 (got dt_max={dt_max}, t_max={t_max})")
         self.teacher_ckpt, self.divergence = teacher_ckpt, divergence
+        # The loaded teacher run (src.checkpoints.load_run of teacher_ckpt), passed in by the
+        # entry point through the builder: the algo never loads checkpoints itself.
+        self._teacher_run = teacher_run
         self.refresh_every, self.base_steps, self.dt_max = refresh_every, base_steps, dt_max
         self.t_max = t_max
         self.teacher_from_ema = teacher_from_ema
@@ -99,17 +104,18 @@ class DUODistill(DUO):
             self.load_teacher(getattr(dm, "tokenizer", None))
 
     def load_teacher(self, tokenizer: Any = None) -> None:
-        """Check `teacher_ckpt` against this run and copy its weights into student + teacher.
+        """Check the teacher run against this run and copy its weights into student + teacher.
 
         Raises:
-            ValueError: no checkpoint given, not a DUO run, or another tokenizer / model size.
+            ValueError: no teacher given, not a DUO run, or another tokenizer / model size.
         """
-        from src.checkpoints import load_run  # lazy: checkpoints imports the algo builders
-
         if not self.teacher_ckpt:
             raise ValueError("algo=duo_distill needs a trained DUO teacher: pass "
                              "algo.teacher_ckpt=<DUO run dir or .ckpt> (e.g. a run of experiment=duo_cpu)")
-        run = load_run(self.teacher_ckpt, device="cpu")
+        run = self._teacher_run
+        if run is None:
+            raise ValueError(f"the teacher run algo.teacher_ckpt={self.teacher_ckpt} was not "
+                             f"loaded: build the algo with teacher_run=load_run(teacher_ckpt)")
         if run.algo.name not in TEACHER_ALGOS:
             raise ValueError(f"algo.teacher_ckpt={self.teacher_ckpt} is a {run.algo.name} run: "
                              "distill a DUO run (algo=duo)")

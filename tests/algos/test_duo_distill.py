@@ -14,6 +14,7 @@ from src.algos.duo_distill import DUODistill, distill_dt
 from src.algos.randomness import StepRandomness, make_generator
 from src.algos.uniform_noise import log_reverse_posterior, reverse_posterior
 from src.builders import build_algo, build_backbone, build_datamodule
+from src.checkpoints import load_run
 from src.utils.cli import CONFIG_DIR
 from src.utils.resolvers import register_resolvers
 
@@ -30,7 +31,9 @@ def compose_cfg(tmp: Path, *overrides: str):
 def build(cfg, tok=None):
     tok = tok or build_datamodule(cfg).tokenizer
     torch.manual_seed(0)
-    return build_algo(cfg, tok, build_backbone(cfg, tok.vocab_size)), tok
+    teacher = cfg.algo.get("teacher_ckpt")  # as src.train does: loaded, then passed in
+    extra = {"teacher_run": load_run(teacher)} if teacher else {}
+    return build_algo(cfg, tok, build_backbone(cfg, tok.vocab_size), **extra), tok
 
 
 @pytest.fixture(scope="module")
