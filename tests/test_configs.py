@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from src.builders import build_algo, build_backbone
+from src.samplers.defaults import default_sampler
 from src.models.dit import count_params
 from src.utils.cli import CONFIG_DIR, group_options
 from src.utils.resolvers import register_resolvers
@@ -43,7 +44,8 @@ def test_algo_x_model_composes_and_builds(algo, model):
         built = build_algo(cfg, FAKE_TOK, build_backbone(cfg, FAKE_TOK.vocab_size))
     assert built.name == algo
     assert count_params(built.backbone)["params"] > 0
-    assert built.default_sampler in group_options("sampler")
+    # The sampler the algo's config selects is the one its messages name.
+    assert _compose(f"algo={algo}", f"sampler={default_sampler(algo)}").sampler == cfg.sampler
 
 
 @pytest.mark.parametrize("experiment", group_options("experiment"))

@@ -21,7 +21,6 @@ class AR(Algo):
     the *input* tokens by [MASK]; targets are unchanged.
     """
 
-    default_sampler = "ar"
 
     def __init__(self, backbone: nn.Module, *, input_mask_prob: float = 0.0, **kwargs: Any) -> None:
         super().__init__(backbone, **kwargs)

@@ -38,7 +38,6 @@ class LossOutput:
 class Algo(L.LightningModule):
     """Base class of AR, MDLM, ... Subclasses implement `loss(batch, rng)`."""
 
-    default_sampler: str = ""
 
     def __init__(
         self,

@@ -57,7 +57,6 @@ class DUO(Algo):
         cache_dir: where to cache the duality table on disk (None = memory only).
     """
 
-    default_sampler = "duo_ancestral"
 
     def __init__(
         self,

@@ -65,7 +65,6 @@ class EsoLM(MDLM):
             keys/values of decoded tokens would otherwise go stale).
     """
 
-    default_sampler = "esolm"
 
     def __init__(
         self,

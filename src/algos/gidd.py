@@ -38,7 +38,6 @@ class GIDD(MDLM):
         **kwargs: MDLM / Algo arguments (eps_t, t_curriculum, ...).
     """
 
-    default_sampler = "gidd_ancestral"
 
     def __init__(
         self,

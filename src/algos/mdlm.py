@@ -26,7 +26,6 @@ class MDLM(Algo):
     through a clean-to-noisy window; validation keeps the full range.
     """
 
-    default_sampler = "ancestral_cache"
 
     def __init__(
         self,

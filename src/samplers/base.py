@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 import torch
 from tqdm.auto import tqdm
 
+from src.samplers.defaults import default_sampler
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -42,7 +44,7 @@ class Sampler(ABC):
         pass)."""
         name = getattr(algo, "name", None)
         if name is not None and self.algos and name not in self.algos:
-            fix = getattr(algo, "default_sampler", "") or "the algo's own sampler"
+            fix = default_sampler(str(name)) or "the algo's own sampler"
             raise ValueError(f"{type(self).__name__} samples algo={'|'.join(self.algos)}, not "
                              f"algo={name}: use sampler={fix} (or leave sampler= unset)")
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from src.samplers.base import Sampler
+from src.samplers.defaults import default_sampler
 from src.samplers.categorical import sample_categorical, top_p_filter
 from src.samplers.orders import ORDERS, decode_plan
 
@@ -25,7 +26,7 @@ def check_esolm_algo(algo: Any, sampler: str) -> None:
     """One clear error when the algo cannot run an Eso-LM sampler."""
     if not hasattr(algo, "esolm_log_probs"):
         name = getattr(algo, "name", type(algo).__name__)
-        fix = getattr(algo, "default_sampler", "") or "the algo's own sampler"
+        fix = default_sampler(str(name)) or "the algo's own sampler"
         raise ValueError(
             f"sampler={sampler} needs an Eso-LM algo (algo=esolm), got algo={name}: "
             f"use sampler={fix}"

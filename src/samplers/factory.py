@@ -48,3 +48,4 @@ def _named(name: str) -> Any:
     from src.runs.identity import compose_train
 
     return compose_train([f"sampler={name}"]).sampler
+

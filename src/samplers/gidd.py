@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from src.samplers.base import Sampler
+from src.samplers.defaults import default_sampler
 from src.samplers.categorical import apply_temperature, sample_categorical, top_p_filter, uniform64
 
 
@@ -19,7 +20,7 @@ def check_gidd_algo(algo: Any, sampler: str) -> None:
     """One clear error when the algo has no hybrid-noise denoiser."""
     if not (hasattr(algo, "hybrid") and hasattr(algo, "clean_log_probs")):
         name = getattr(algo, "name", type(algo).__name__)
-        fix = getattr(algo, "default_sampler", "") or "the algo's own sampler"
+        fix = default_sampler(str(name)) or "the algo's own sampler"
         raise ValueError(
             f"sampler={sampler} needs a GIDD algo (algo=gidd), got algo={name}: use sampler={fix}"
         )
