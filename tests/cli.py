@@ -28,7 +28,7 @@ def cli_error(main: object, module: str, *args: str) -> str:
     argv = sys.argv
     sys.argv = [module, *CONFIG, *args, *QUIET]
     try:
-        run_cli(main)  # type: ignore[arg-type]
+        run_cli(main, check_keys=module == "src.train")  # type: ignore[arg-type]
     except SystemExit as stop:
         message = str(stop.code)
         assert message.startswith("error:"), f"exit without an error line: {stop.code!r}"

@@ -42,6 +42,12 @@ TRAIN_CASES = [  # (overrides, what the one line must say)
     (["training.init_from=/nonexistent"], "training.init_from=/nonexistent: no such run folder"),
     (["training.init_from=/tmp", "training.init_mode=graft"], "training.init_mode=graft: use one of"),
     (["data=text_files"], "data.path is required: pass data.path=... on the command line"),
+    (["training.max_step=10"], "training.max_step is not a setting of this run (did you mean "
+                               "training.max_steps?)"),
+    (["+training.max_step=10"], "+training.max_step is not a setting of this run (did you mean "
+                                "training.max_steps?); an added key that no code reads"),
+    (["+algo.t_curiculum={steps:10}"], "did you mean algo.t_curriculum?"),
+    (["+optim.momentum=0.9"], "+optim.momentum is not a setting of this run (known keys: betas"),
 ]
 
 

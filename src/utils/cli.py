@@ -6,6 +6,7 @@ Set DLM_DEBUG=1 to get the full traceback instead.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -75,6 +76,15 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def run_cli(main: Callable[[], Any]) -> None:
+def run_cli(main: Callable[[], Any], check_keys: bool = False) -> None:
+    """Check the command line (group names; with `check_keys`, the training keys: see
+    src/utils/override_keys.py), then run the Hydra entry point."""
     check_group_choices(sys.argv[1:])
+    if check_keys:
+        from src.runs.identity import compose_train
+        from src.utils.override_keys import check_override_keys
+
+        overrides = [a for a in sys.argv[1:] if re.match(r"^[+~]*[\w.@/-]+=", a)
+                     and not a.lstrip("+~").startswith("hydra")]
+        one_line_errors(check_override_keys)(overrides, compose_train)
     main()
