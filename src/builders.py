@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.algos.base import Algo
+from src.runs.plan import RunPlan
 from src.resume.atomic_io import AtomicCheckpointIO
 
 def _instantiate(cfg: DictConfig, label: str, **kwargs: Any) -> Any:
@@ -95,19 +96,27 @@ def build_plugins() -> list[Any]:
 
 
 def build_trainer(
-    cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callback], max_steps: int
+    cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callback], plan: RunPlan
 ) -> L.Trainer:
+    """The Lightning Trainer of `cfg.trainer`, running `plan` (steps, accumulation, cadence)."""
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     for key, value in trainer_kwargs.items():  # e.g. strategy: {_target_: ...FSDPStrategy, ...}
         if isinstance(value, dict) and "_target_" in value:
             trainer_kwargs[key] = instantiate(value)
-    return L.Trainer(
+    trainer = L.Trainer(
         **trainer_kwargs,
         plugins=build_plugins(),
         default_root_dir=str(run_dir),
         logger=build_loggers(cfg) or False,
         callbacks=build_callbacks(cfg) + extra_callbacks,
-        max_steps=max_steps,
+        max_steps=plan.max_steps,
+        accumulate_grad_batches=plan.accumulation,
+        val_check_interval=plan.val_check_interval,
         check_val_every_n_epoch=None,
         use_distributed_sampler=False,  # our samplers shard by rank themselves (exact, no padding)
     )
+    if trainer.world_size != plan.world_size:
+        raise ValueError(f"Lightning starts {trainer.world_size} processes where the run plan "
+                         f"counted {plan.world_size} (trainer.devices={cfg.trainer.devices}, "
+                         f"num_nodes={cfg.trainer.num_nodes}): set trainer.devices explicitly")
+    return trainer

@@ -1,8 +1,9 @@
-"""Run artefacts written atomically: result.json, samples.json, the resolved config."""
+"""Run artefacts written atomically: result.json (a `RunResult`), samples.json, failures."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,60 @@ from src.utils.atomic import atomic_write_text
 
 RESULT_FILE = "result.json"
 FAILED_FILE = "failed.json"  # a run that diverged: never a result (src/callbacks/divergence.py)
-__all__ = ["FAILED_FILE", "RESULT_FILE", "atomic_write_text", "read_failed", "read_result",
-           "write_json"]
+__all__ = ["FAILED_FILE", "RESULT_FILE", "RESULT_FIELDS", "RunResult", "atomic_write_text",
+           "read_failed", "read_result", "write_json"]
+
+
+@dataclass
+class RunResult:
+    """One finished run: what src.train writes to result.json and src/scaling reads back.
+
+    `tokens` / `flops` are this run's own training; `cumulative_*` add its ancestors'
+    (training.init_from), and are what the scaling fits use. `val_*` are the final
+    validation (a bound for diffusion models). `baselines` (unigram NLL / ppl of the data)
+    are written as top-level keys.
+    """
+
+    algo: str
+    model: str
+    data: str
+    seed: int
+    params: int
+    non_embedding_params: int
+    vocab_size: int
+    seq_len: int
+    global_batch_size: int
+    steps: int
+    tokens: int
+    flops: float
+    cumulative_tokens: int
+    cumulative_flops: float
+    flops_per_token: float
+    flops_convention: str
+    flops_budget: float | None
+    unique_tokens: int
+    epochs: float
+    val_nll: float
+    val_bpd: float
+    val_ppl: float
+    train_time_s: float
+    wall_time_s: float
+    tokens_per_s: float
+    run_dir: str
+    config_hash: str | None
+    config_delta: dict[str, Any]
+    config_changes: list[str]
+    parent: dict[str, Any] | None = None
+    baselines: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(out.pop("baselines"))
+        return out
+
+
+#: result.json keys in their declared order (collect_runs.py leads its table with them).
+RESULT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RunResult) if f.name != "baselines")
 
 
 def write_json(path: Path, obj: Any) -> None:

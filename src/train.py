@@ -27,9 +27,8 @@ from src.callbacks.step_checkpoint import StepCheckpoint
 from src.callbacks.throughput import Throughput
 from src.data.datamodule import DataProgress
 from src.models.dit import count_params
-from src.scaling.budget import run_flops_per_token, steps_for_budget
-from src.results import (FAILED_FILE, RESULT_FILE, atomic_write_text, read_failed, read_result,
-                         write_json)
+from src.results import (FAILED_FILE, RESULT_FILE, RunResult, atomic_write_text, read_failed,
+                         read_result, write_json)
 from src.resume.selection import find_resume_checkpoint
 from src.resume.stop_signals import StopSignals, StoppedEarly, catching_stop_signals
 from src.runs.config_guard import guard_run_config, recorded_changes
@@ -37,6 +36,7 @@ from src.runs.failure import RunFailed, failure_message, mark_failed
 from src.runs.identity import RunIdentity, assign_identity
 from src.runs.lineage import prepare_start
 from src.runs.lock import run_lock
+from src.runs.plan import plan_run
 from src.runs.preflight import check_train_config
 from src.samplers.factory import build_sampler
 from src.utils.resolvers import register_resolvers
@@ -46,16 +46,6 @@ from src.utils.strategies import check_strategy_options
 
 log = logging.getLogger(__name__)
 register_resolvers()
-
-
-def accumulation_steps(global_batch: int, micro_batch: int, world_size: int) -> int:
-    per_step = micro_batch * world_size
-    if global_batch % per_step:
-        raise ValueError(
-            f"training.global_batch_size={global_batch} is not a multiple of data.batch_size "
-            f"({micro_batch}) x {world_size} processes: change one of them"
-        )
-    return global_batch // per_step
 
 
 def finished_message(run_dir: Path) -> str:
@@ -121,33 +111,26 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
     if int(cfg.eval.num_samples) > 0:  # a sampler that cannot sample this algo: say so now
         build_sampler(cfg.sampler).check_algo(algo)
 
-    seq_len, global_batch = int(cfg.data.seq_len), int(cfg.training.global_batch_size)
-    tokens_per_step = global_batch * seq_len
-    fpt = run_flops_per_token(cfg, tok.vocab_size)
-    budget = cfg.training.flops_budget
-    max_steps = (steps_for_budget(float(budget), fpt, global_batch, seq_len)
-                 if budget is not None else int(cfg.training.max_steps))
+    plan = plan_run(cfg, tok.vocab_size)  # steps, accumulation, FLOPs: before the trainer
     ckpt_dir = run_dir / "checkpoints"
     resume = find_resume_checkpoint(ckpt_dir, rank_zero=is_launch_rank_zero())
     if resume.path is not None:
         log.info("resuming from %s (step %d)", resume.path, resume.step)
     # training.init_from: the parent's weights are loaded now, or (fork) copied in as the
     # run's first checkpoint; a run with checkpoints of its own reads its lineage from them.
-    start = prepare_start(cfg, algo, tok, resume.path, ckpt_dir, tokens_per_step, fpt, max_steps)
+    start = prepare_start(cfg, algo, tok, resume.path, ckpt_dir, plan.tokens_per_step,
+                          plan.flops_per_token, plan.max_steps)
     checkpoint = StepCheckpoint(ckpt_dir, int(cfg.training.ckpt_every_n_steps),
                                 int(cfg.training.keep_last_k), list(cfg.training.keep_steps))
     preemption = Preemption(stops)
-    throughput = Throughput(tokens_per_step, fpt, int(cfg.trainer.log_every_n_steps))
+    throughput = Throughput(plan.tokens_per_step, plan.flops_per_token,
+                            int(cfg.trainer.log_every_n_steps))
     guard = DivergenceGuard(loss_threshold(cfg.training.diverge_above, tok.vocab_size))
     extra = [guard, checkpoint, preemption, throughput, DataProgress(), StoreConfig(cfg, tok),
              *start.callbacks]
-    trainer = build_trainer(cfg, run_dir, extra, max_steps)
+    trainer = build_trainer(cfg, run_dir, extra, plan)
     sharded = isinstance(trainer.strategy, FSDPStrategy)
-    accum = accumulation_steps(global_batch, int(cfg.data.batch_size), trainer.world_size)
-    trainer.accumulate_grad_batches = accum
-    trainer.val_check_interval = int(cfg.training.val_every_n_steps) * accum
-    dm.max_train_batches = trainer.max_steps * accum
-    dm.accumulation = accum
+    dm.max_train_batches, dm.accumulation = plan.max_train_batches, plan.accumulation
     dm.val_max_batches = cfg.training.val_max_batches  # global over ranks (not Lightning's per-rank cap)
 
     if stops.received is not None:  # signalled during setup: nothing new to save
@@ -159,7 +142,7 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
                     ckpt_path=str(start.resume_from) if start.resume_from else None)
     except Diverged as err:
         raise mark_failed(cfg, run_dir, err.step, err.reason) from None
-    if preemption.stopped_at is not None and trainer.global_step < max_steps:
+    if preemption.stopped_at is not None and trainer.global_step < plan.max_steps:
         raise StoppedEarly(str(run_dir), trainer.global_step, preemption.signal_name,
                            stops.submitit_requeue_handler())
     final = trainer.validate(algo, datamodule=dm, verbose=False)[0]
@@ -170,41 +153,28 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
     step, lineage = trainer.global_step, start.lineage
     own_tokens = lineage.own_tokens(step)
     books = lineage.at_step(step)
-    result: dict[str, Any] = {
-        "algo": algo.name,
-        "model": str(cfg.model.name),
-        "data": str(cfg.data.tag),
-        "seed": int(cfg.seed),
-        **sizes,
-        "vocab_size": tok.vocab_size,
-        "seq_len": seq_len,
-        "global_batch_size": global_batch,
-        "steps": step,
-        # This run's own training; the cumulative_* columns add its ancestors' (scaling fits).
-        "tokens": own_tokens,
-        "flops": own_tokens * fpt,
-        "cumulative_tokens": books["cumulative_tokens"],
-        "cumulative_flops": books["cumulative_flops"],
-        "parent": lineage.parent,
-        "flops_per_token": fpt,
+    budget = cfg.training.flops_budget
+    run = RunResult(
+        algo=algo.name, model=str(cfg.model.name), data=str(cfg.data.tag), seed=int(cfg.seed),
+        **sizes, vocab_size=tok.vocab_size, seq_len=plan.seq_len,
+        global_batch_size=plan.global_batch, steps=step,
+        tokens=own_tokens, flops=own_tokens * plan.flops_per_token,
+        cumulative_tokens=books["cumulative_tokens"], cumulative_flops=books["cumulative_flops"],
+        flops_per_token=plan.flops_per_token, flops_convention=str(cfg.flops.convention),
+        flops_budget=None if budget is None else float(budget),
         # Data repetition: unique training tokens per epoch, and epochs of the data stream.
-        "unique_tokens": dm.train_tokens_per_epoch,
-        "epochs": dm.consumed_samples * seq_len / dm.train_tokens_per_epoch,
-        "flops_convention": str(cfg.flops.convention),
-        "flops_budget": None if budget is None else float(budget),
-        "val_nll": final["val/nll"],
-        "val_bpd": final["val/bpd"],
-        "val_ppl": final["val/ppl"],
-        "train_time_s": throughput.train_time_s,
-        "wall_time_s": time.time() - t0,
-        "tokens_per_s": own_tokens / max(throughput.train_time_s, 1e-9),
-        "run_dir": str(run_dir),
-        "config_hash": cfg.run_identity.config_hash,
-        "config_delta": OmegaConf.to_container(cfg.run_identity.config_delta),
-        "config_changes": recorded_changes(run_dir),
-    }
+        unique_tokens=dm.train_tokens_per_epoch,
+        epochs=dm.consumed_samples * plan.seq_len / dm.train_tokens_per_epoch,
+        val_nll=final["val/nll"], val_bpd=final["val/bpd"], val_ppl=final["val/ppl"],
+        train_time_s=throughput.train_time_s, wall_time_s=time.time() - t0,
+        tokens_per_s=own_tokens / max(throughput.train_time_s, 1e-9), run_dir=str(run_dir),
+        config_hash=cfg.run_identity.config_hash,
+        config_delta=OmegaConf.to_container(cfg.run_identity.config_delta),
+        config_changes=recorded_changes(run_dir), parent=lineage.parent,
+        baselines=dm.unigram_baseline() if trainer.is_global_zero else {},
+    )
+    result: dict[str, Any] = run.to_json()
     if trainer.is_global_zero:
-        result.update(dm.unigram_baseline())
         if sharded and int(cfg.eval.num_samples) > 0:
             # A sharded model's forward needs every rank; sample from last.ckpt instead.
             log.info("FSDP: no end-of-run samples; run python -m src.sample ckpt=%s", run_dir)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from src.results import RESULT_FIELDS
 from src.runs.semantic import semantic_values
 from src.scaling.table import add_loss_column
 
@@ -24,12 +25,11 @@ log = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
 FAILED_FILE = "failed.json"  # a diverged run (src/runs/failure.py): never a result
 CONFIG_FILE = "config.yaml"
-# Columns every result.json carries (DESIGN.md "Runs, budgets and resume"); they
-# lead the table so the CSV reads the same whatever optional keys appear.
+# The columns of src.train's RunResult lead the table, in its order (nested and list fields
+# last), so the CSV reads the same whatever optional keys appear.
 LEADING_COLUMNS: tuple[str, ...] = (
-    "run_dir", "algo", "model", "params", "non_embedding_params", "tokens", "steps",
-    "flops", "flops_convention", "flops_budget", "seed", "unique_tokens", "epochs",
-    "val_nll", "val_ppl", "loss", "wall_time_s", "tokens_per_s",
+    "run_dir", *(f for f in RESULT_FIELDS if f not in ("run_dir", "config_delta",
+                                                        "config_changes", "parent")), "loss",
 )
 
 
