@@ -131,7 +131,7 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
     trainer = build_trainer(cfg, run_dir, extra, plan)
     sharded = isinstance(trainer.strategy, FSDPStrategy)
     dm.max_train_batches, dm.accumulation = plan.max_train_batches, plan.accumulation
-    dm.val_max_batches = cfg.training.val_max_batches  # global over ranks (not Lightning's per-rank cap)
+    dm.val_max_batches = cfg.training.val_max_batches  # global over ranks, not Lightning's per rank
 
     if stops.received is not None:  # signalled during setup: nothing new to save
         raise StoppedEarly(str(run_dir), resume.step, stops.name, stops.submitit_requeue_handler())

@@ -1,4 +1,4 @@
-"""A tiny enumerable data distribution with exact posteriors (ALGORITHMS.md, "Oracle test").
+"""A tiny enumerable data distribution with exact posteriors (docs/algorithms.md, "Oracle test").
 
 Real tokens are ids 0..K-1; the [MASK] id is K, so the vocabulary has V = K + 1.
 The exact per-position posteriors stand in for a trained network: every

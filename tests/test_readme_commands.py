@@ -171,3 +171,15 @@ def test_layout_paths_exist():
         for folder in re.findall(r"\b(\w+)/(?=\s|$)", " ".join(words[1:])):
             root = ROOT / "configs" if base == "configs" else ROOT / base
             assert (root / folder).is_dir() or (ROOT / folder).is_dir(), (line, folder)
+
+
+def test_layout_names_every_package_and_module():
+    """The layout lists the whole tree: every src/ package and every module in it."""
+    layout = README.split("## Layout")[1].split("```")[1]
+    named = set(re.findall(r"[\w]+\.py", layout)) | set(re.findall(r"src/(\w+)/", layout))
+    for path in sorted((ROOT / "src").rglob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        assert path.name in named, f"README layout does not name {path.relative_to(ROOT)}"
+    for package in sorted(p.name for p in (ROOT / "src").iterdir() if (p / "__init__.py").is_file()):
+        assert package in named, f"README layout does not name src/{package}/"

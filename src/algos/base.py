@@ -151,8 +151,8 @@ class Algo(L.LightningModule):
     # ---- optimizer -----------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.optim_cfg
-        groups = param_groups(self.backbone, cfg["weight_decay"], cfg.get("decay_norm_bias_embed", False),
-                              lr=cfg["lr"], eps=cfg["eps"])
+        groups = param_groups(self.backbone, cfg["weight_decay"],
+                              cfg.get("decay_norm_bias_embed", False), lr=cfg["lr"], eps=cfg["eps"])
         opt = build_optimizer(cfg.get("optimizer", "torch.optim.AdamW"), groups, lr=cfg["lr"],
                               betas=tuple(cfg["betas"]), eps=cfg["eps"],
                               fused=self.device.type == "cuda")

@@ -56,7 +56,7 @@ class DUODistill(DUO):
             "posterior": the reverse posteriors q(z_s | z_t, x_theta) of one sampler step
             t -> s that each x_theta implies (`log_reverse_posterior`); this also fits the
             little mass x_theta keeps on the current token, which the sampler multiplies
-            by K (ALGORITHMS.md, DUO reverse posterior), so few-step samples keep fewer
+            by K (docs/algorithms.md, DUO reverse posterior), so few-step samples keep fewer
             noise tokens.
             "clean": the clean-token predictions p(x | z) ∝ x_theta(x) q(z | x) of the
             student at (z_t, t) and the teacher at (z_s, s), each calibrated with its own

@@ -1,7 +1,7 @@
 """Noise schedules alpha_t = P(token still clean at time t), and the time sampler.
 
 All schedules expose alpha(t), dalpha(t) = d alpha / dt and sigma(t) = -log alpha(t)
-(the time-conditioning input), for t in [0, 1] (ALGORITHMS.md, "Noise schedules").
+(the time-conditioning input), for t in [0, 1] (docs/algorithms.md, "Noise schedules").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Everything here works in "real space": index k in 0..K-1 is the k-th vocabulary id that is
 not [MASK] (EOS is a real data token and stays). Uniform noise never produces [MASK]
-(ALGORITHMS.md flags the reference for including it).
+(docs/algorithms.md flags the reference for including it).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def udlm_nelbo(log_x: torch.Tensor, x: torch.Tensor, z: torch.Tensor, alpha: tor
     """Per-token integrand of the continuous-time UDLM NELBO (Schiff et al. 2024), as in DUO.
 
     With xbar_theta = K alpha x_theta + (1 - alpha), i = z_t and
-    xbar_t(i) = (1 - alpha) + K alpha 1[x = i] (ALGORITHMS.md, DUO):
+    xbar_t(i) = (1 - alpha) + K alpha 1[x = i] (docs/algorithms.md, DUO):
     loss = (alpha' / (K alpha)) (term1 - term2). It is >= 0 and, averaged over t ~ U(0, 1)
     and z_t ~ q(. | x), bounds -log p(x) up to the prior term; the bound is tight when
     x_theta is the leave-one-out posterior p(x^i | z_t^{-i}) (tests/algos/test_duo_oracle.py).
@@ -108,7 +108,7 @@ def prior_kl(alpha_1: float, k: int) -> float:
 
 def reverse_posterior(x_theta: torch.Tensor, z: torch.Tensor, alpha_t: float,
                       alpha_s: float) -> torch.Tensor:
-    """q(z_s | z_t = i, x = x_theta), normalized (UDLM / DUO ancestral step; ALGORITHMS.md).
+    """q(z_s | z_t = i, x = x_theta), normalized (UDLM / DUO ancestral step; docs/algorithms.md).
 
     q(z_s = j) ∝ K a_t x_j 1[j=i] + (a_ts - a_t) 1[j=i] + (a_s - a_t) x_j + (1 - a_ts)(1 - a_s)/K,
     a_ts = a_t / a_s; it is q(z_t | z_s) q(z_s | x) with x_theta plugged in for x. With

@@ -20,7 +20,7 @@ class DiT(nn.Module):
     """Diffusion transformer (adaLN-Zero, rotary, untied embeddings) with a causal/GPT mode.
 
     With `adaln=True` the parameter count is
-    P = 2 V d + V + n (12 d^2 + 781 d) + 259 d + 49408 at cond_dim 128 (ALGORITHMS.md);
+    P = 2 V d + V + n (12 d^2 + 781 d) + 259 d + 49408 at cond_dim 128 (docs/algorithms.md);
     AR keeps these layers by default so its size matches the diffusion models,
     `adaln=False` gives a plain GPT block.
     """

@@ -1,4 +1,4 @@
-"""Analytic FLOP accounting for the DiT backbone (ALGORITHMS.md, "FLOP accounting").
+"""Analytic FLOP accounting for the DiT backbone (docs/algorithms.md, "FLOP accounting").
 
 Everything is counted structurally from the layers in `src/models/layers.py`: every
 `nn.Linear` weight is a multiply-add per input row, and a multiply-add is 2 FLOPs

@@ -1,4 +1,4 @@
-"""Building blocks of the DiT backbone (ALGORITHMS.md, "DiT backbone")."""
+"""Building blocks of the DiT backbone (docs/algorithms.md, "DiT backbone")."""
 
 from __future__ import annotations
 

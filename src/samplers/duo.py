@@ -43,7 +43,7 @@ class DUOAncestral(Sampler):
 
     Starts from uniform noise over the K real tokens (never [MASK]) and walks the grid
     t_k = linspace(1, t_min, steps + 1). A step t -> s draws every position from the exact
-    reverse posterior q(z_s | z_t, x = x_theta) (`reverse_posterior`, ALGORITHMS.md), after
+    reverse posterior q(z_s | z_t, x = x_theta) (`reverse_posterior`, docs/algorithms.md), after
     nucleus filtering of x_theta, drawn as its three-part mixture (`sample_reverse_posterior`).
     The last step uses alpha_s = 1: the posterior is then the model's clean prediction
     p(x | z_t) ∝ x_theta(x) q(z_t | x), sampled (default) or its argmax (`greedy_last`).

@@ -1,4 +1,4 @@
-"""Published scaling-law fits to compare against (ALGORITHMS.md, "Scaling-law fits")."""
+"""Published scaling-law fits to compare against (docs/algorithms.md, "Scaling-law fits")."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ LADDER = sorted(
 
 
 def formula(v: int, d: int, n: int) -> int:
-    """ALGORITHMS.md: P = 2 V d + V + n (12 d^2 + 781 d) + 259 d + 49408 (cond_dim 128)."""
+    """docs/algorithms.md: P = 2 V d + V + n (12 d^2 + 781 d) + 259 d + 49408 (cond_dim 128)."""
     return 2 * v * d + v + n * (12 * d * d + 781 * d) + 259 * d + 49408
 
 

@@ -15,7 +15,7 @@ from tests.oracle import EnumerableDist, OracleCausalBackbone, TokenCache
 
 
 class LogLinearNoise:
-    """alpha_t = 1 - (1 - eps) t (ALGORITHMS.md, noise schedules)."""
+    """alpha_t = 1 - (1 - eps) t (docs/algorithms.md, noise schedules)."""
 
     def __init__(self, eps: float = 1e-3) -> None:
         self.eps = eps

@@ -165,7 +165,7 @@ def test_reference_profile_matches_ladder_and_analytic_model():
         analytic = reference_forward_flops(**shape, profiled=False)
         assert abs(analytic / flops - 1) < 1e-4, name
         assert int(6e18 / analytic / 256 / 3) == int(6e18 / flops / 256 / 3), name
-        # ALGORITHMS.md: F_fwd / T ~= 2 (12 n d^2 + d V).
+        # docs/algorithms.md: F_fwd / T ~= 2 (12 n d^2 + d V).
         assert abs(flops / 2048 / (2 * (12 * n * d * d + d * 32001)) - 1) < 0.01, name
 
 
@@ -173,7 +173,7 @@ def test_reference_profile_matches_ladder_and_analytic_model():
     "d,n,h,gap", [(256, 6, 4, 0.49), (768, 12, 12, 0.34), (2176, 28, 17, 0.15)]
 )
 def test_reference_misses_attention(d, n, h, gap):
-    """ALGORITHMS.md: the reference under-counts by ~49% at 6M, 34% at 113M, 15% at 2121M."""
+    """docs/algorithms.md: the reference under-counts by ~49% at 6M, 34% at 113M, 15% at 2121M."""
     shape = dict(dim=d, n_blocks=n, n_heads=h, vocab_size=32001, seq_len=2048)
     full, ref = (flops_per_token(**shape, convention=c) for c in ("full", "reference"))
     assert abs((full - ref) / ref - gap) < 0.01
