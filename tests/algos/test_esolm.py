@@ -148,7 +148,8 @@ def test_train_step_on_a_real_dit_has_gradients_in_both_branches():
     out.loss.backward()
     assert torch.isfinite(out.loss) and float(out.n_tokens) == 64
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
-    assert algo.flops_kwargs == {"esolm_batch_split": 0.5, "alpha0": 0.5}
+    passes = type(algo).training_passes({"alpha_0": 0.5, "batch_split": 0.5}, 16)
+    assert [(p.tokens, p.rows) for p in passes] == [(16, 0.5), (32, 0.5)]  # its stated cost
 
 
 @pytest.mark.parametrize("alpha_0", [0.0, -0.2, 1.5])
