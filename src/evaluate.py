@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from src.algos.base import nll_metrics
 from src.checkpoints import load_run
+from src.data.token_bytes import token_byte_lengths
 from src.runs.preflight import check_device, check_required
 from src.results import write_json
 from src.utils.resolvers import register_resolvers
@@ -62,17 +63,19 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         precision=run.cfg.trainer.precision,
     )
     run.datamodule.val_max_batches = cfg.max_batches  # global cap: the same for any world size
-    nll_sum = tokens = 0.0
+    run.algo.token_bytes = token_byte_lengths(run.datamodule.tokenizer)
+    nll_sum = tokens = n_bytes = 0.0
     for i in range(int(cfg.repeats)):
         run.algo.eval_pass = i  # fresh diffusion noise per pass (pass 0 = training's validation)
         trainer.validate(run.algo, datamodule=run.datamodule, verbose=False)
         nll_sum += run.algo.val_totals[0]
         tokens += run.algo.val_totals[1]
-    metrics = nll_metrics(nll_sum, tokens)
+        n_bytes += run.algo.val_totals[2]
+    metrics = nll_metrics(nll_sum, tokens, n_bytes)
     return {
         "checkpoint": str(run.checkpoint_path), "algo": run.algo.name,
         "data": str(run.cfg.data.get("tag", run.cfg.data.get("source"))),
-        "tokens": tokens / int(cfg.repeats), **metrics,
+        "tokens": tokens / int(cfg.repeats), "bytes": n_bytes / int(cfg.repeats), **metrics,
         "is_bound": run.algo.name != "ar",
     }
 

@@ -21,7 +21,8 @@ class RunResult:
 
     `tokens` / `flops` are this run's own training; `cumulative_*` add its ancestors'
     (training.init_from), and are what the scaling fits use. `val_*` are the final
-    validation (a bound for diffusion models). `baselines` (unigram NLL / ppl of the data)
+    validation (a bound for diffusion models); `val_bpb` is bits per UTF-8 byte of
+    the scored text, the one comparable across tokenizers. `baselines` (unigram NLL / ppl of the data)
     are written as top-level keys.
     """
 
@@ -45,7 +46,8 @@ class RunResult:
     unique_tokens: int
     epochs: float
     val_nll: float
-    val_bpd: float
+    val_bits_per_token: float
+    val_bpb: float | None
     val_ppl: float
     train_time_s: float
     wall_time_s: float

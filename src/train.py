@@ -26,6 +26,7 @@ from src.callbacks.preemption import Preemption
 from src.callbacks.step_checkpoint import StepCheckpoint
 from src.callbacks.throughput import Throughput
 from src.data.datamodule import DataProgress
+from src.data.token_bytes import token_byte_lengths
 from src.models.dit import count_params
 from src.results import (FAILED_FILE, RESULT_FILE, RunResult, atomic_write_text, read_failed,
                          read_result, write_json)
@@ -107,6 +108,7 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
     teacher = {"teacher_run": load_run(cfg.algo.teacher_ckpt)} if cfg.algo.get("teacher_ckpt") \
         else {}
     algo = build_algo(cfg, tok, build_backbone(cfg, tok.vocab_size), **teacher)
+    algo.token_bytes = token_byte_lengths(tok)  # validation reports bits per byte
     sizes = count_params(algo.backbone)
     if int(cfg.eval.num_samples) > 0:  # a sampler that cannot sample this algo: say so now
         build_sampler(cfg.sampler).check_algo(algo)
@@ -165,7 +167,8 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
         # Data repetition: unique training tokens per epoch, and epochs of the data stream.
         unique_tokens=dm.train_tokens_per_epoch,
         epochs=dm.consumed_samples * plan.seq_len / dm.train_tokens_per_epoch,
-        val_nll=final["val/nll"], val_bpd=final["val/bpd"], val_ppl=final["val/ppl"],
+        val_nll=final["val/nll"], val_bits_per_token=final["val/bits_per_token"],
+        val_bpb=final.get("val/bpb"), val_ppl=final["val/ppl"],
         train_time_s=throughput.train_time_s, wall_time_s=time.time() - t0,
         tokens_per_s=own_tokens / max(throughput.train_time_s, 1e-9), run_dir=str(run_dir),
         config_hash=cfg.run_identity.config_hash,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,11 @@ def test_run_writes_result_row(runs, algo):
     assert on_disk["unique_tokens"] > 100_000  # the whole byte-level Shakespeare train split
     assert on_disk["flops"] == pytest.approx(on_disk["tokens"] * on_disk["flops_per_token"])
     assert 0 < on_disk["val_nll"] < 7 and on_disk["val_ppl"] > 1
+    # Byte tokenizer: a scored token is one byte, or an EOS separator (0 bytes), so bits per
+    # byte sits a little above bits per token.
+    per_token = on_disk["val_bits_per_token"]
+    assert per_token == pytest.approx(on_disk["val_nll"] / math.log(2))
+    assert per_token <= on_disk["val_bpb"] < per_token * 1.05
     assert len(json.loads((Path(result["run_dir"]) / "samples.json").read_text())) == 2
     assert (Path(result["run_dir"]) / "checkpoints" / "last.ckpt").exists()
 
@@ -191,6 +197,10 @@ def test_evaluate_one_file_and_samples_land_in_the_run(runs, tmp_path):
     metrics = evaluate(_compose("evaluate", [f"ckpt={runs['ar']['run_dir']}", "data=text_files",
                                              f"data.path={corpus}", f"paths.log_dir={tmp_path}"]))
     assert metrics["tokens"] > 1000 and 0 < metrics["nll"] < 10  # the whole file, one split
+    # AR scores every token but each row's first; ASCII bytes are tokens, EOS is 0 bytes.
+    assert metrics["tokens"] - 60 <= metrics["bytes"] <= metrics["tokens"]
+    assert metrics["bpb"] * metrics["bytes"] == pytest.approx(
+        metrics["bits_per_token"] * metrics["tokens"])
     out = sample(_compose("sample", [f"ckpt={runs['mdlm']['run_dir']}", "num_samples=2",
                                      "steps=4", f"paths.log_dir={tmp_path}"]))
     assert Path(out["out"]).parent == Path(runs["mdlm"]["run_dir"]) / "samples"

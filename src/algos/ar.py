@@ -42,6 +42,12 @@ class AR(Algo):
     def new_kv_cache(self, batch_size: int, max_len: int) -> Any:
         return self.backbone.new_kv_cache(batch_size, max_len)
 
+    def scored_positions(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Targets x[:, 1:] only: the first token is given, never predicted."""
+        scored = super().scored_positions(batch).clone()
+        scored[:, 0] = False
+        return scored
+
     def loss(self, batch: dict[str, torch.Tensor], rng: StepRandomness) -> LossOutput:
         x = batch["input_ids"]
         inputs, targets = x[:, :-1], x[:, 1:]

@@ -63,8 +63,12 @@ class Algo(L.LightningModule):
         self.eval_pass = 0  # which Monte-Carlo pass of the validation noise (evaluate repeats=N)
         # torch.compile on the inner module only (compiling the LightningModule breaks self.log).
         self._net = torch.compile(backbone) if compile else backbone
-        self._val_nll = self._val_tokens = None
-        self.val_totals = (0.0, 0.0)  # (NLL sum, tokens) of the last validation, all ranks
+        self._val_nll = self._val_tokens = self._val_bytes = None
+        # (NLL sum, tokens, UTF-8 bytes) of the last validation, all ranks
+        self.val_totals = (0.0, 0.0, 0.0)
+        #: (V,) UTF-8 bytes per token id (src/data/token_bytes.py); set by train / evaluate
+        #: to report bits per byte. Not saved: it belongs to the tokenizer.
+        self.token_bytes: torch.Tensor | None = None
 
     @classmethod
     def training_passes(cls, algo_cfg: Mapping[str, Any], seq_len: int) -> list[BackbonePass]:
@@ -123,6 +127,7 @@ class Algo(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_nll = torch.zeros((), dtype=torch.float64, device=self.device)
         self._val_tokens = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._val_bytes = torch.zeros((), dtype=torch.float64, device=self.device)
         if self.ema is not None:
             self.ema.swap_in(self.backbone)
 
@@ -137,13 +142,24 @@ class Algo(L.LightningModule):
             return  # run (collectives stay in step across ranks), never counted
         self._val_nll += out.nll_sum.double()
         self._val_tokens += out.n_tokens.double()
+        if self.token_bytes is not None:
+            ids = batch["input_ids"][self.scored_positions(batch)]
+            self._val_bytes += self.token_bytes.to(ids.device)[ids].sum().double()
+
+    def scored_positions(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, L) bool: the tokens whose NLL `loss` sums (all real tokens; AR skips the
+        first, which it is given). Their bytes are the denominator of bits per byte."""
+        ids = batch["input_ids"]
+        mask = batch.get("attention_mask")
+        return torch.ones_like(ids, dtype=torch.bool) if mask is None else mask.bool()
 
     def on_validation_epoch_end(self) -> None:
         if self.ema is not None:
             self.ema.swap_out(self.backbone)
         nll_sum = self.trainer.strategy.reduce(self._val_nll, reduce_op="sum")
         tokens = self.trainer.strategy.reduce(self._val_tokens, reduce_op="sum")
-        self.val_totals = (float(nll_sum), float(tokens))
+        n_bytes = self.trainer.strategy.reduce(self._val_bytes, reduce_op="sum")
+        self.val_totals = (float(nll_sum), float(tokens), float(n_bytes))
         metrics = nll_metrics(*self.val_totals)
         for key, value in metrics.items():
             self.log(f"val/{key}", value, prog_bar=key == "ppl", sync_dist=False)
@@ -195,7 +211,12 @@ class Algo(L.LightningModule):
             self.ema.load_state_dict(state["ema"])
 
 
-def nll_metrics(nll_sum: float, n_tokens: float) -> dict[str, float]:
-    """nll (nats/token), bpd = nll / ln 2, ppl = exp(nll) from token-weighted sums."""
+def nll_metrics(nll_sum: float, n_tokens: float, n_bytes: float = 0.0) -> dict[str, float]:
+    """nll (nats/token), bits_per_token = nll / ln 2, ppl = exp(nll) from token-weighted
+    sums, and bpb = nll_sum / (ln 2 * UTF-8 bytes) when the bytes were counted (the only
+    one of these comparable across tokenizers)."""
     nll = nll_sum / max(n_tokens, 1.0)
-    return {"nll": nll, "bpd": nll / math.log(2), "ppl": math.exp(min(nll, 700.0))}
+    out = {"nll": nll, "bits_per_token": nll / math.log(2), "ppl": math.exp(min(nll, 700.0))}
+    if n_bytes > 0:
+        out["bpb"] = nll_sum / (math.log(2) * n_bytes)
+    return out
