@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from src.algos.base import Algo, LossOutput
+from src.algos.inference import without_mask
 from src.algos.randomness import StepRandomness
 from src.models.flops import BackbonePass
 
@@ -35,9 +36,7 @@ class AR(Algo):
 
     def causal_logits(self, x: torch.Tensor, kv_cache: Any = None) -> torch.Tensor:
         """(B, l) -> (B, l, V) float32 next-token logits; [MASK] is never predicted."""
-        logits = self.net(x, None, causal=True, kv_cache=kv_cache).float()
-        logits[..., self.mask_id] = float("-inf")
-        return logits
+        return without_mask(self.net(x, None, causal=True, kv_cache=kv_cache), self.mask_id)
 
     def new_kv_cache(self, batch_size: int, max_len: int) -> Any:
         return self.backbone.new_kv_cache(batch_size, max_len)

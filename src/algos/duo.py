@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from src.algos.base import Algo, LossOutput
 from src.algos.duality import DualityTable, duality_table
+from src.algos.inference import log_alpha_sigma, real_log_probs
 from src.algos.noise import NoiseSchedule
 from src.algos.randomness import StepRandomness
 from src.algos.uniform_noise import RealVocab, corrupt, prior_kl, udlm_nelbo
@@ -99,19 +99,14 @@ class DUO(Algo):
 
     def sigma_of(self, alpha: torch.Tensor) -> torch.Tensor:
         """Time-conditioning input sigma = -log alpha (0 when not time-conditioned); float32."""
-        if not self.time_conditioning:
-            return torch.zeros_like(alpha, dtype=torch.float32)
-        return (-torch.log(alpha.double().clamp_min(1e-12))).float()
+        return log_alpha_sigma(alpha, self.time_conditioning)
 
     def log_x_theta(self, inputs: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         """(B, L, K) log x_theta: log-softmax over the real tokens ([MASK] logit dropped).
 
         `inputs` are (B, L) ids or (B, L, V) soft one-hots (curriculum).
         """
-        logits = self.real.drop_mask(self.net(inputs, self.sigma_of(alpha)))
-        if logits.dtype in (torch.float16, torch.bfloat16):
-            logits = logits.float()
-        return F.log_softmax(logits, dim=-1)
+        return real_log_probs(self.net(inputs, self.sigma_of(alpha)), self.real)
 
     def denoiser_log_probs(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """(B, L, K) float32 log x_theta over the real tokens at noisy ids z and times t (B,)."""

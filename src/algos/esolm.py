@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from src.algos.base import LossOutput
 from src.algos.esolm_masks import (
@@ -30,22 +29,10 @@ from src.algos.esolm_masks import (
     sequential_ranks,
 )
 from src.algos.mdlm import MDLM
-from src.algos.noise import NoiseSchedule
+from src.algos.noise import AlphaScaled, NoiseSchedule
+from src.algos.inference import ordered_forward, subs_log_probs
 from src.algos.randomness import StepRandomness
 from src.models.flops import BackbonePass
-
-
-class AlphaScaled(NoiseSchedule):
-    """alpha_0 * base.alpha(t): the diffusion part of Eso-LM ends at alpha_0, not 1."""
-
-    def __init__(self, base: NoiseSchedule, alpha_0: float) -> None:
-        self.base, self.alpha_0 = base, float(alpha_0)
-
-    def alpha(self, t: torch.Tensor) -> torch.Tensor:
-        return self.alpha_0 * self.base.alpha(t)
-
-    def dalpha(self, t: torch.Tensor) -> torch.Tensor:
-        return self.alpha_0 * self.base.dalpha(t)
 
 
 class EsoLM(MDLM):
@@ -106,18 +93,13 @@ class EsoLM(MDLM):
     def _subs_log_probs(self, logits: torch.Tensor) -> torch.Tensor:
         """SUBS log-probabilities: zero mass on [MASK], then log_softmax (MDLM sec. 3.2.3).
         The sequential loss reads these, never raw logits (the reference's bug)."""
-        logits = logits.float()
-        logits[..., self.mask_id] = float("-inf")
-        return F.log_softmax(logits, dim=-1)
+        return subs_log_probs(logits, self.mask_id)
 
     def _ordered_log_probs(
         self, z: torch.Tensor, order: torch.Tensor, t: torch.Tensor
     ) -> torch.Tensor:
         """Causal forward over z permuted by `order` (rotary = true positions), un-permuted."""
-        ids = z.gather(1, order)
-        out = self.net(ids, self._sigma(t), causal=True, positions=order)  # (B, L, V) permuted
-        logits = torch.empty_like(out).scatter_(1, order[..., None].expand_as(out), out)
-        return self._subs_log_probs(logits)
+        return self._subs_log_probs(ordered_forward(self.net, z, order, self._sigma(t)))
 
     def _log_probs(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Deterministic clean-first order (both groups left to right): MDLM's samplers and

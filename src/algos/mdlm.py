@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from src.algos.base import Algo, LossOutput
+from src.algos.inference import subs_log_probs
 from src.algos.noise import NoiseSchedule
 from src.algos.randomness import StepRandomness
 from src.algos.t_curriculum import TimeCurriculum
@@ -60,9 +61,7 @@ class MDLM(Algo):
 
     def _log_probs(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """log p_theta(x | z_t) with zero mass on [MASK] (SUBS, MDLM sec. 3.2.3); (B, L, V)."""
-        logits = self.net(z, self._sigma(t)).float()
-        logits[..., self.mask_id] = float("-inf")
-        return F.log_softmax(logits, dim=-1)
+        return subs_log_probs(self.net(z, self._sigma(t)), self.mask_id)
 
     def denoiser_log_probs(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """(B, L, V) float32 log p_theta(x | z_t) for the masked positions (SUBS: clean

@@ -84,3 +84,36 @@ def stratified_times(
     ranks and micro-batches (divisible or not) covers [eps_t, 1) with one point per stratum.
     """
     return ((u + index.double() / n_global) % 1.0 * (1 - eps_t) + eps_t).float()
+
+
+class AlphaScaled(NoiseSchedule):
+    """alpha_0 * base.alpha(t): the diffusion part of Eso-LM ends at alpha_0, not 1."""
+
+    def __init__(self, base: NoiseSchedule, alpha_0: float) -> None:
+        self.base, self.alpha_0 = base, float(alpha_0)
+
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
+        return self.alpha_0 * self.base.alpha(t)
+
+    def dalpha(self, t: torch.Tensor) -> torch.Tensor:
+        return self.alpha_0 * self.base.dalpha(t)
+
+
+SCHEDULES: dict[str, type[NoiseSchedule]] = {
+    cls.__name__: cls for cls in (LogLinear, Linear, Poly2, Cosine)}
+
+
+def noise_spec(noise: NoiseSchedule) -> dict[str, object]:
+    """A JSON-able description of a schedule (class name + constructor arguments)."""
+    if isinstance(noise, AlphaScaled):
+        raise ValueError("store the base schedule and alpha_0, not AlphaScaled")
+    return {"class": type(noise).__name__, **vars(noise)}
+
+
+def noise_from_spec(spec: dict[str, object]) -> NoiseSchedule:
+    """Inverse of `noise_spec`."""
+    kwargs = dict(spec)
+    name = str(kwargs.pop("class"))
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown noise schedule {name!r}: one of {sorted(SCHEDULES)}")
+    return SCHEDULES[name](**kwargs)

@@ -94,8 +94,11 @@ def attention(
     if backend == "math":
         return _math_attention(q, k, v, causal, mask, scale)
     if backend == "flash" and mask is None and q.dtype in FLASH_DTYPES:
-        from flash_attn import flash_attn_func  # optional GPU extra
-
+        try:
+            from flash_attn import flash_attn_func  # optional GPU extra
+        except ImportError as err:
+            raise RuntimeError("attention backend 'flash' needs flash-attn: pip install "
+                               "flash-attn, or set model.attn_backend=sdpa") from err
         out = flash_attn_func(
             q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=causal,
             softmax_scale=scale,

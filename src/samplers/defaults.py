@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
+
+#: The repo's configs/ (absent in an exported model folder: then there is no default to name).
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
 
 def default_sampler(algo_name: str) -> str | None:
     """The sampler an algo's config selects (`configs/algo/<name>.yaml`, following its
-    defaults: duo_distill inherits duo's): declared there once, read here for messages."""
-    from omegaconf import OmegaConf
-
-    from src.utils.cli import CONFIG_DIR
-
+    defaults: duo_distill inherits duo's): declared there once, read here for messages.
+    Plain YAML, no OmegaConf: the samplers are vendored into exported models."""
     path = CONFIG_DIR / "algo" / f"{algo_name}.yaml"
     if not path.is_file():
         return None
     inherited = None
-    for entry in OmegaConf.to_container(OmegaConf.load(path)).get("defaults", []):
+    for entry in (yaml.safe_load(path.read_text()) or {}).get("defaults", []):
         if isinstance(entry, dict):
             for key, value in entry.items():
                 if key.startswith("/sampler"):

@@ -26,7 +26,7 @@ def build_sampler(cfg: Mapping[str, Any] | str, *, steps: int | None = None,
     from omegaconf import OmegaConf
 
     if isinstance(cfg, str):
-        cfg = _named(cfg)
+        cfg = sampler_config(cfg)
     plain = OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else dict(cfg)
     if "_target_" not in plain:
         raise ValueError("sampler config has no _target_: use one of configs/sampler/*.yaml")
@@ -38,7 +38,8 @@ def build_sampler(cfg: Mapping[str, Any] | str, *, steps: int | None = None,
     return sampler
 
 
-def _named(name: str) -> Any:
+def sampler_config(name: str) -> Any:
+    """configs/sampler/<name>.yaml composed with its defaults (a DictConfig with _target_)."""
     from src.utils.cli import CONFIG_DIR, group_options
 
     options = group_options("sampler")

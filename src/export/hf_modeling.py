@@ -1,0 +1,154 @@
+"""A trained run as a Hugging Face model: `modeling_dlm.py` of every export (src/export/).
+
+In the export its `src` imports become relative (src/export/vendor.py), so loading needs
+only torch + transformers + safetensors:
+
+    model = AutoModelForMaskedLM.from_pretrained(folder, trust_remote_code=True)  # diffusion
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)  # AR
+    ids = model.generate(num_samples=4, steps=128, sampler="gidd_adaptive", seed=0)
+
+`forward` returns the backbone's logits (the checkpoint's, to fp32 rounding); `generate`
+runs the repo's own samplers on the algo's own denoiser (src/algos/inference.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutput, MaskedLMOutput
+
+from src.algos.inference import Denoiser, build_denoiser, log_alpha_sigma
+from src.models.dit import DiT
+from src.samplers.ancestral import MDLMAncestral
+from src.samplers.ar import ARSampler
+from src.samplers.base import Sampler
+from src.samplers.duo import DUOAncestral
+from src.samplers.esolm import EsoLMSampler
+from src.samplers.gidd import GIDDAdaptive, GIDDAncestral
+
+SAMPLER_CLASSES: dict[str, type[Sampler]] = {
+    cls.__name__: cls
+    for cls in (ARSampler, MDLMAncestral, DUOAncestral, EsoLMSampler, GIDDAncestral, GIDDAdaptive)
+}
+
+
+class DLMConfig(PretrainedConfig):
+    """What rebuilds the run's backbone, denoiser and samplers.
+
+    Args:
+        dit: DiT constructor arguments (src/models/dit.py).
+        algo: `build_denoiser` spec: algo name, ids, noise schedule, algo settings.
+        samplers: name -> {"class": sampler class, **constructor arguments}; "default"
+            is the run's own sampler.
+        seq_len: the training sequence length (generate's default length).
+    """
+
+    model_type = "dlm_lab"
+
+    def __init__(self, dit: dict[str, Any] | None = None, algo: dict[str, Any] | None = None,
+                 samplers: dict[str, dict[str, Any]] | None = None, seq_len: int = 128,
+                 **kwargs: Any) -> None:
+        self.dit, self.algo = dict(dit or {}), dict(algo or {})
+        self.samplers, self.seq_len = dict(samplers or {}), int(seq_len)
+        super().__init__(**kwargs)
+
+
+class DLMPreTrainedModel(PreTrainedModel):
+    config_class = DLMConfig
+    base_model_prefix = "backbone"
+    main_input_name = "input_ids"
+
+    def __init__(self, config: DLMConfig) -> None:
+        super().__init__(config)
+        self.backbone = DiT(**config.dit)
+        self.post_init()
+
+    def _init_weights(self, module: torch.nn.Module) -> None:
+        """DiT initialises itself; exported weights replace everything."""
+
+    @property
+    def denoiser(self) -> Denoiser:
+        """The algo's network call over this backbone (what the samplers read)."""
+        return build_denoiser(self.backbone, self.config.algo)
+
+    def sampler(self, name: str | None = None, **overrides: Any) -> Sampler:
+        """A sampler by its configs/sampler name (None: the run's own), arguments overridden."""
+        table = self.config.samplers
+        key = name or "default"
+        if key not in table:
+            raise ValueError(f"unknown sampler {name!r} for algo={self.config.algo['algo']}: "
+                             f"one of {sorted(table)}")
+        spec = {**table[key], **overrides}
+        return SAMPLER_CLASSES[spec.pop("class")](**spec)
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor | None = None, *, num_samples: int | None = None,
+                 max_length: int | None = None, steps: int | None = None,
+                 sampler: str | None = None, infill: torch.Tensor | None = None,
+                 seed: int | None = None, generator: torch.Generator | None = None,
+                 **sampler_kwargs: Any) -> torch.Tensor:
+        """Sample token ids with the repo's samplers.
+
+        Args:
+            input_ids: (P,) or (B, P) prompt kept fixed (B samples when 2-D).
+            num_samples: number of sequences (default: the prompt's rows, else 1).
+            max_length: sequence length, prompt included (default: the training seq_len).
+            steps: denoising steps (diffusion samplers).
+            sampler: a configs/sampler name (`config.samplers`), None = the run's own.
+            infill: (L,) or (B, L) template with mask_token_id where to generate.
+            seed / generator: randomness (same seed, same samples).
+            **sampler_kwargs: the sampler's own options (top_p, temperature, order,
+                block_size, use_kv_cache, cache, greedy_last...).
+
+        Returns:
+            (num_samples, max_length) int64 ids.
+        """
+        if num_samples is None:
+            num_samples = int(input_ids.shape[0]) if input_ids is not None and \
+                input_ids.dim() == 2 else 1
+        length = int(max_length or (infill.shape[-1] if infill is not None else
+                                    self.config.seq_len))
+        if generator is None and seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        self.eval()
+        return self.sampler(sampler, **sampler_kwargs).sample(
+            self.denoiser, num_samples, length, steps, prompt=input_ids, infill=infill,
+            generator=generator)
+
+
+class DLMForMaskedLM(DLMPreTrainedModel):
+    """A diffusion LM (mdlm, duo, gidd, esolm): bidirectional denoiser logits."""
+
+    def forward(self, input_ids: torch.Tensor, timesteps: torch.Tensor | None = None,
+                sigma: torch.Tensor | None = None, return_dict: bool = True,
+                **_: Any) -> MaskedLMOutput | tuple[torch.Tensor]:
+        """Logits (B, L, V) at noisy ids `input_ids`; the noise level is `sigma` as the
+        backbone reads it, or `timesteps` t in [0, 1] mapped as the algo does (ignored
+        by models trained without time conditioning)."""
+        if sigma is None and timesteps is not None:
+            denoiser = self.denoiser
+            t = torch.as_tensor(timesteps, device=input_ids.device).double()
+            if self.config.algo["algo"] in ("duo", "duo_distill"):
+                sigma = log_alpha_sigma(denoiser.noise.alpha(t), denoiser.time_conditioning)
+            else:
+                sigma = denoiser.sigma(t).float()
+        logits = self.backbone(input_ids, sigma)
+        return MaskedLMOutput(logits=logits) if return_dict else (logits,)
+
+
+class DLMForCausalLM(DLMPreTrainedModel):
+    """The autoregressive baseline: causal logits, next-token loss with `labels`."""
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
+                return_dict: bool = True, **_: Any) -> CausalLMOutput | tuple[torch.Tensor, ...]:
+        logits = self.backbone(input_ids, None, causal=True)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
+                                   ignore_index=-100)
+        if not return_dict:
+            return (logits,) if loss is None else (loss, logits)
+        return CausalLMOutput(loss=loss, logits=logits)
