@@ -85,6 +85,9 @@ def hf_config(run: LoadedRun) -> DLMConfig:
         auto_map={"AutoConfig": f"{MODELING_FILE}.DLMConfig", "AutoModel": f"{MODELING_FILE}.{cls}",
                   head: f"{MODELING_FILE}.{cls}"},
         torch_dtype="float32",
+        # What src.export.import_model needs to rebuild the exact tokenizer.
+        lab={"tokenizer": {"kind": str(run.cfg.data.tokenizer.kind), "name": tok.name,
+                           "vocab_size": tok.vocab_size, "fingerprint": tok.fingerprint}},
     )
 
 

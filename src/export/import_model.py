@@ -1,0 +1,202 @@
+"""Bring a published checkpoint into the lab as a run folder.
+
+    python -m src.export.import_model source=<file | folder> out=<run dir> [overrides...]
+
+`source` is one of
+  (a) a reference DiT state dict (MDLM / DUO / scaling-dllms `models/dit.py` keys), as a
+      .safetensors / .pt / .bin / Lightning .ckpt file (the head count is not in the
+      weights: pass model.n_heads=...);
+  (b) a Hugging Face folder as MDLM / DUO publish them (config.json + model.safetensors
+      or pytorch_model.bin, keys under `backbone.`), e.g. a local snapshot of
+      kuleshov-group/mdlm-owt;
+  (c) a folder written by `python -m src.export`.
+The run folder gets checkpoints/last.ckpt with a full run config, so `src.evaluate`,
+`src.sample`, `src.export` and `training.init_from=<out>` read it like a trained run.
+Further arguments are training-config overrides (e.g. algo=duo, data=text_files,
+data.tokenizer.kind=gpt2, algo.time_conditioning=true). Nothing runs code from the source:
+tensors load with weights_only / safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from src.builders import build_algo, build_backbone, build_datamodule
+from src.export.reference import from_reference, is_reference, shape_facts, strip_prefixes
+from src.resume.checkpoint_file import save_checkpoint_file
+from src.runs.identity import compose_train
+from src.utils.cli import UserError
+
+#: Hugging Face `model_type` of the reference family -> this repo's algo.
+REFERENCE_ALGOS = {"mdlm": "mdlm", "udlm": "duo", "duo": "duo"}
+NOISE_FILES = {"LogLinear": "log_linear", "Linear": "linear", "Poly2": "poly2", "Cosine": "cosine"}
+GPT2_VOCAB = 50258  # GPT-2's 50257 ids + [MASK], what MDLM / DUO OpenWebText models use
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@dataclass
+class Source:
+    """What a source says about itself; `overrides` rebuild it as a training config."""
+
+    state: dict[str, torch.Tensor]
+    origin: str
+    overrides: list[str] = field(default_factory=list)
+    tokenizer: dict[str, Any] | None = None  # the checkpoint's `tokenizer` record
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from safetensors or a torch file, never running pickled code."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises several types for unsafe files
+        raise UserError(f"{path}: cannot be read with weights_only=True ({str(err).splitlines()[0][:120]}): "
+                        "re-save its state dict alone, torch.save(ckpt['state_dict'], "
+                        "'weights.pt'), and import that") from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserError(f"{path}: not a state dict of tensors")
+    return obj
+
+
+def _weights_in(folder: Path) -> dict[str, torch.Tensor]:
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return load_tensors(folder / name)
+    raise UserError(f"{folder}: no {' or '.join(WEIGHT_FILES)} (sharded checkpoints: merge "
+                    "them first)")
+
+
+def _lab_export(folder: Path, config: dict[str, Any]) -> Source:
+    state = {k.removeprefix("backbone."): v for k, v in _weights_in(folder).items()}
+    dit, algo = config["dit"], config["algo"]
+    overrides = [f"algo={algo['algo']}", f"data.seq_len={config['seq_len']}",
+                 *(f"model.{k}={v}" for k, v in dit.items()
+                   if k not in ("vocab_size", "attn_backend") and v is not None)]
+    overrides += [f"algo.{k}={v}" for k, v in algo.items()
+                  if k not in ("algo", "vocab_size", "mask_id", "eos_id", "noise")]
+    if "noise" in algo:
+        noise = dict(algo["noise"])
+        overrides.append(f"noise@algo.noise={NOISE_FILES[noise.pop('class')]}")
+        overrides += [f"algo.noise.{k}={v}" for k, v in noise.items()]
+    record = dict(config.get("lab", {}).get("tokenizer") or {})
+    kind = record.pop("kind", None)
+    if kind in ("byte", "gpt2"):
+        overrides.append(f"data.tokenizer.kind={kind}")
+    elif kind is not None:  # a trained BPE or an hf tokenizer: the folder's tokenizer.json
+        record["json"] = (folder / "tokenizer.json").read_text(encoding="utf-8")
+        overrides += ["data.tokenizer.kind=bpe",
+                      f"data.tokenizer.name_or_path={folder / 'tokenizer.json'}"]
+    return Source(state, f"src.export folder {folder}", overrides, record or None)
+
+
+def _reference_folder(folder: Path, config: dict[str, Any]) -> Source:
+    state = from_reference(_weights_in(folder))
+    model_type = str(config.get("model_type", "mdlm"))
+    overrides = [f"algo={REFERENCE_ALGOS.get(model_type, 'mdlm')}"]
+    if "n_heads" in config:
+        overrides.append(f"model.n_heads={config['n_heads']}")
+    if "model_length" in config:
+        overrides.append(f"data.seq_len={config['model_length']}")
+    if "time_conditioning" in config:
+        overrides.append(f"algo.time_conditioning={str(bool(config['time_conditioning'])).lower()}")
+    return Source(state, f"{model_type} Hugging Face folder {folder}", overrides)
+
+
+def read_source(path: str | Path) -> Source:
+    """Recognise the source's format; see the module docstring."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UserError(f"{path}: a folder needs a config.json (a Hugging Face model folder)")
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        if config.get("model_type") == "dlm_lab":
+            return _lab_export(path, config)
+        return _reference_folder(path, config)
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}: pass source=<file or folder>")
+    state = load_tensors(path)
+    if is_reference(state):
+        return Source(from_reference(state), f"reference DiT state dict {path}")
+    state = strip_prefixes(state)
+    if "embed" not in state:
+        raise UserError(f"{path}: neither a reference DiT nor this repo's backbone state dict")
+    return Source(state, f"state dict {path}")
+
+
+def training_overrides(source: Source, user: list[str]) -> list[str]:
+    """The source's own settings, its sizes read off the weights, then the user's."""
+    facts = shape_facts(source.state)
+    sizes = [f"model.dim={facts['dim']}", f"model.n_blocks={facts['n_blocks']}",
+             f"model.adaln={str(facts['adaln']).lower()}"]
+    if "cond_dim" in facts:
+        sizes.append(f"model.cond_dim={facts['cond_dim']}")
+    own = [*sizes, *source.overrides]
+    if facts["vocab_size"] == GPT2_VOCAB and not any("tokenizer" in o for o in own + user):
+        own.append("data.tokenizer.kind=gpt2")
+    base = ["model=0.13M", "model.name=imported", "training.ema=0", "eval.num_samples=0"]
+    return [*base, *own, *user]
+
+
+def import_model(source: str | Path, out: str | Path, overrides: list[str]) -> dict[str, Any]:
+    """Write `out`/checkpoints/last.ckpt from `source`; returns a summary."""
+    src = read_source(source)
+    full = training_overrides(src, overrides)
+    if not any(o.startswith("model.n_heads=") for o in full):
+        raise UserError("the head count is not stored in the weights: pass model.n_heads=<heads> "
+                        "(the reference's config.model.n_heads)")
+    cfg = compose_train(full)
+    if int(cfg.model.max_seq_len) < int(cfg.data.seq_len):
+        cfg.model.max_seq_len = int(cfg.data.seq_len)
+    dm = build_datamodule(cfg)
+    tok = dm.tokenizer
+    vocab = shape_facts(src.state)["vocab_size"]
+    if tok.vocab_size != vocab:
+        raise UserError(f"the weights have {vocab} token ids, tokenizer {tok.name} has "
+                        f"{tok.vocab_size}: pass the model's tokenizer (data.tokenizer.kind=gpt2 "
+                        "| byte | hf with data.tokenizer.name_or_path=...)")
+    algo = build_algo(cfg, tok, build_backbone(cfg, tok.vocab_size))
+    missing, unexpected = algo.backbone.load_state_dict(src.state, strict=False)
+    if missing or unexpected:
+        raise UserError(f"{src.origin} does not fit model dim={cfg.model.dim} "
+                        f"n_blocks={cfg.model.n_blocks}: missing {missing[:3]}, unexpected "
+                        f"{unexpected[:3]}")
+    record = src.tokenizer or {"name": tok.name, "vocab_size": tok.vocab_size,
+                               "fingerprint": tok.fingerprint}
+    ckpt = {"state_dict": algo.state_dict(), "run_config": OmegaConf.to_container(cfg, resolve=True),
+            "global_step": 0, "tokenizer": record, "imported_from": src.origin}
+    path = Path(out) / "checkpoints" / "last.ckpt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint_file(ckpt, path)
+    summary = {"out": str(out), "checkpoint": str(path), "source": src.origin,
+               "algo": str(cfg.algo.name), "dim": int(cfg.model.dim),
+               "n_blocks": int(cfg.model.n_blocks), "n_heads": int(cfg.model.n_heads),
+               "vocab_size": tok.vocab_size, "seq_len": int(cfg.data.seq_len)}
+    (Path(out) / "import.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def main(argv: list[str]) -> None:
+    from src.utils.cli import one_line_errors
+
+    args = dict(a.split("=", 1) for a in argv if a.split("=", 1)[0] in ("source", "out"))
+    rest = [a for a in argv if a.split("=", 1)[0] not in ("source", "out")]
+    if "source" not in args or "out" not in args:
+        sys.exit("usage: python -m src.export.import_model source=<file | folder> "
+                 "out=<run dir> [training overrides, e.g. model.n_heads=12]")
+    print(json.dumps(one_line_errors(import_model)(args["source"], args["out"], rest), indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
