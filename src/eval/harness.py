@@ -1,0 +1,158 @@
+"""EleutherAI lm-evaluation-harness model `dlm_lab`: any run of this repo (or an HF folder
+it imports) as an `lm_eval` LM. Driven by `python -m src.lm_eval` (src/lm_eval.py).
+
+- `loglikelihood(context, continuation)`: AR, the exact log p(continuation | context).
+  Diffusion models, minus the conditional NELBO: the context stays clean and only the
+  continuation is noised (the algo's own loss with the context outside its validity mask),
+  a Monte-Carlo estimate over `mc_samples` stratified (antithetic) times t, as MDLM / LLaDA
+  evaluate. It is a lower bound on log p, so diffusion accuracies are of the bound.
+  `is_greedy`: the argmax of one denoiser call with the whole continuation noised.
+- `loglikelihood_rolling`: lm-eval's disjoint rolling windows of the model's length,
+  each scored as above (the sum of bounds, for diffusion models).
+- `generate_until`: the run's sampler (or `sampler=`) with the context as a fixed prompt.
+Every random draw is keyed by the request's text: the same request scores the same in any
+order or batch.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lm_eval.api.model import LM
+from lm_eval.api.registry import register_model
+from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+from src.algos.randomness import StepRandomness, derive_seed, make_generator
+from src.checkpoints import LoadedRun, load_run
+from src.samplers.factory import build_sampler
+
+
+def load_any(ckpt: str | Path) -> LoadedRun:
+    """A run dir / .ckpt, or a Hugging Face folder (imported into a temporary run)."""
+    path = Path(ckpt)
+    if path.is_dir() and (path / "config.json").is_file():
+        from src.export.import_model import import_model
+
+        out = Path(tempfile.mkdtemp(prefix="dlm_import_"))
+        import_model(path, out, [])
+        path = out
+    return load_run(path)
+
+
+@register_model("dlm_lab")
+class LabLM(LM):
+    """See the module docstring. Arguments arrive as strings from `--model_args`."""
+
+    def __init__(self, ckpt: str | None = None, run: LoadedRun | None = None,
+                 mc_samples: int | str = 32, batch_size: int | str = 32, seed: int | str = 0,
+                 sampler: str | None = None, steps: int | str | None = None,
+                 max_length: int | str | None = None, device: str = "cpu",
+                 **_: Any) -> None:
+        super().__init__()
+        if run is None:
+            if ckpt is None:
+                raise ValueError("dlm_lab needs ckpt=<run dir | .ckpt | HF folder>")
+            run = load_any(ckpt)
+        self.run, self.algo = run, run.algo.to(device).eval()
+        self.tok = run.datamodule.tokenizer
+        self.mc_samples, self.batch_size = int(mc_samples), int(batch_size)
+        self.seed, self.sampler_name = int(seed), sampler
+        self.steps = None if steps in (None, "") else int(steps)
+        self.max_length = int(max_length or run.cfg.data.seq_len)
+        self.causal = self.algo.name == "ar"
+
+    # ---- scoring --------------------------------------------------------------------
+    def _randomness(self, key: str, offset: int) -> StepRandomness:
+        g = make_generator(self.algo.device, "lm_eval", self.seed, key)
+        u = derive_seed(self.seed, "lm_eval_u", key) / 2.0**63
+        return StepRandomness(g, u, offset, self.mc_samples)
+
+    @torch.no_grad()
+    def score(self, context: list[int], continuation: list[int]) -> tuple[float, bool]:
+        """(log p or its ELBO, is_greedy) of `continuation` after `context` (token ids)."""
+        if self.causal and not context:
+            context = [self.tok.eos_id]  # AR reads a start token (EOS is its BOS)
+        keep = self.max_length + (1 if self.causal else 0)  # AR reads ids[:-1]
+        ids = (context + continuation)[-keep:]
+        n_cont = min(len(continuation), len(ids) - (1 if self.causal else 0))
+        x = torch.tensor(ids, device=self.algo.device)[None]
+        scored = torch.zeros_like(x)
+        scored[:, len(ids) - n_cont:] = 1
+        key = repr((context[-keep:], continuation))
+        rows = 1 if self.causal else self.mc_samples
+        nll = 0.0
+        for start in range(0, rows, self.batch_size):
+            n = min(self.batch_size, rows - start)
+            batch = {"input_ids": x.expand(n, -1), "attention_mask": scored.expand(n, -1)}
+            nll += float(self.algo.loss(batch, self._randomness(key, start)).nll_sum)
+        return -nll / rows, self._is_greedy(x, scored.bool())
+
+    def _is_greedy(self, x: torch.Tensor, scored: torch.Tensor) -> bool:
+        algo, target = self.algo, x[scored]
+        if self.causal:
+            pred = algo.causal_logits(x[:, :-1]).argmax(-1)
+            return bool(torch.equal(pred[scored[:, 1:]], target))
+        t = torch.ones(1, device=x.device)
+        if algo.name in ("duo", "duo_distill"):  # uniform noise: the continuation drawn at t=1
+            g = make_generator(x.device, "lm_eval_greedy", self.seed)
+            noise = torch.randint(0, algo.real.k, x.shape, generator=g, device=x.device)
+            z = torch.where(scored, algo.real.to_ids(noise), x)
+            pred = algo.real.to_ids(algo.denoiser_log_probs(z, t).argmax(-1))
+        else:
+            z = torch.where(scored, algo.mask_id, x)
+            call = algo.clean_log_probs if algo.name == "gidd" else algo.denoiser_log_probs
+            pred = call(z, t).argmax(-1)
+        return bool(torch.equal(pred[scored], target))
+
+    def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        out = []
+        for request in requests:
+            context, continuation = request.args
+            out.append(self.score(self.tok.encode(context), self.tok.encode(continuation)))
+        return out
+
+    def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
+        out = []
+        for request in requests:
+            ids = self.tok.encode(request.args[0])
+            windows = get_rolling_token_windows(ids, prefix_token=self.tok.eos_id,
+                                                max_seq_len=self.max_length, context_len=1)
+            total = 0.0
+            for window in map(make_disjoint_window, windows):
+                context, continuation = window
+                # lm-eval's first window starts with the prefix token: a diffusion model
+                # scores the document's own tokens only.
+                if not self.causal and context == [self.tok.eos_id]:
+                    context = []
+                total += self.score(list(context), list(continuation))[0]
+            out.append(total)
+        return out
+
+    # ---- generation -----------------------------------------------------------------
+    @torch.no_grad()
+    def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
+        out = []
+        for request in requests:
+            context, kwargs = request.args
+            kwargs = dict(kwargs or {})
+            until = kwargs.get("until") or []
+            until = [until] if isinstance(until, str) else list(until)
+            new = int(kwargs.get("max_gen_toks", 64))
+            prompt = self.tok.encode(context)[-max(self.max_length - new, 1):]
+            new = min(new, self.max_length - len(prompt))
+            options = {}
+            if self.causal and not kwargs.get("do_sample", False):
+                options["temperature"] = 0.0  # greedy, what generate_until asks for
+            sampler = build_sampler(self.sampler_name or self.run.cfg.sampler, steps=self.steps,
+                                    **options)
+            g = make_generator(self.algo.device, "lm_eval_generate", self.seed, context)
+            ids = sampler.sample(self.algo, 1, len(prompt) + new, prompt=torch.tensor(prompt)
+                                 if prompt else None, generator=g)
+            text = self.tok.decode(ids[0, len(prompt):].tolist())
+            for stop in until:
+                text = text.split(stop)[0]
+            out.append(text)
+        return out

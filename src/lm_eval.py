@@ -1,0 +1,81 @@
+"""lm-evaluation-harness on a run of this repo.
+
+    python -m src.lm_eval ckpt=<run dir | .ckpt | HF folder> tasks=lambada_openai
+    python -m src.lm_eval ckpt=<run> tasks=[my_task.yaml,wikitext] limit=100
+
+A task is a registered lm-eval name or a path to a task YAML (its folder is added to the
+task search path). The model is `dlm_lab` (src/eval/harness.py); lm-eval's own CLI works
+too once that module is imported, e.g. through `--include_path` for tasks plus
+`python -c "import src.eval.harness, lm_eval.__main__ as m; m.cli_evaluate()" --model dlm_lab
+--model_args ckpt=<run>`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, ListConfig
+
+from src.runs.preflight import check_required
+from src.results import write_json
+from src.utils.cli import UserError, one_line_errors, run_cli
+from src.utils.resolvers import register_resolvers
+from src.utils.runtime import setup_torch
+
+register_resolvers()
+
+
+def task_names(tasks: Any) -> tuple[list[str], list[str]]:
+    """(task names, include paths): a YAML path contributes its `task:` name and folder."""
+    items = list(tasks) if isinstance(tasks, (list, tuple, ListConfig)) else [tasks]
+    names, include = [], []
+    for item in map(str, items):
+        path = Path(item)
+        if path.suffix in (".yaml", ".yml"):
+            if not path.is_file():
+                raise UserError(f"task file {path} does not exist")
+            found = re.search(r"^task:\s*(\S+)", path.read_text(encoding="utf-8"), re.MULTILINE)
+            if found is None:
+                raise UserError(f"{path} has no `task:` name")
+            names.append(found.group(1).strip("'\""))
+            include.append(str(path.resolve().parent))
+        else:
+            names.append(item)
+    return names, sorted(set(include))
+
+
+def run_lm_eval(cfg: DictConfig) -> dict[str, Any]:
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from src.eval.harness import LabLM
+
+    check_required(cfg)
+    names, include = task_names(cfg.tasks)
+    model = LabLM(ckpt=str(cfg.ckpt), mc_samples=cfg.mc_samples, batch_size=cfg.batch_size,
+                  seed=cfg.seed, sampler=cfg.sampler, steps=cfg.steps,
+                  max_length=cfg.max_length, device=cfg.device)
+    results = lm_eval.simple_evaluate(
+        model=model, tasks=names, num_fewshot=cfg.num_fewshot, limit=cfg.limit,
+        task_manager=TaskManager(include_path=include or None), log_samples=False,
+        random_seed=int(cfg.seed), numpy_random_seed=int(cfg.seed),
+        torch_random_seed=int(cfg.seed), fewshot_random_seed=int(cfg.seed))
+    return {"checkpoint": str(cfg.ckpt), "algo": model.algo.name, "tasks": names,
+            "mc_samples": model.mc_samples, "results": results["results"]}
+
+
+@hydra.main(config_path="../configs", config_name="lm_eval", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    setup_torch()
+    result = one_line_errors(run_lm_eval)(cfg)
+    if cfg.out:
+        write_json(Path(cfg.out), result)
+    print(json.dumps(result["results"], indent=2, default=str))
+
+
+if __name__ == "__main__":
+    run_cli(main)
