@@ -78,13 +78,18 @@ def _group_choices(cfg: DictConfig) -> list[str]:
     return out
 
 
-def compose_train(overrides: list[str]) -> DictConfig:
-    """Compose configs/train.yaml (inside a Hydra app, or standalone)."""
+def compose_config(name: str, overrides: list[str]) -> DictConfig:
+    """Compose configs/<name>.yaml (inside a Hydra app, or standalone)."""
     register_resolvers()
     if GlobalHydra.instance().is_initialized():
-        return hydra.compose("train", overrides=overrides)
+        return hydra.compose(name, overrides=overrides)
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return hydra.compose("train", overrides=overrides)
+        return hydra.compose(name, overrides=overrides)
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    """Compose configs/train.yaml (inside a Hydra app, or standalone)."""
+    return compose_config("train", overrides)
 
 
 def baseline_config(cfg: DictConfig) -> DictConfig:
