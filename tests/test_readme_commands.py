@@ -81,7 +81,8 @@ def test_training_commands_compose(args):
 
 
 @pytest.mark.parametrize("program, args", [(p, a) for p, a in COMMANDS
-                                           if p in ("src.evaluate", "src.sample", "src.run_dir")],
+                                           if p in ("src.evaluate", "src.sample", "src.run_dir",
+                                                    "src.export", "src.lm_eval", "src.zeroshot")],
                          ids=lambda v: " ".join(v) if isinstance(v, list) else v)
 def test_evaluate_sample_and_run_dir_commands_compose(program, args):
     overrides = _overrides(args)
@@ -102,7 +103,8 @@ def _help(program: str) -> subprocess.CompletedProcess:
     return subprocess.run([*cmd, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-SCRIPTS = sorted({p for p, _ in COMMANDS if p.endswith((".py", ".sh")) or p == "src.data.prepare"}
+SCRIPTS = sorted({p for p, _ in COMMANDS if p.endswith((".py", ".sh"))
+                  or p in ("src.data.prepare", "src.export.import_model")}
                  - {"scripts/install.sh", "scripts/model_stats.py"})
 
 

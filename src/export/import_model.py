@@ -190,6 +190,10 @@ def import_model(source: str | Path, out: str | Path, overrides: list[str]) -> d
 def main(argv: list[str]) -> None:
     from src.utils.cli import one_line_errors
 
+    if any(a in ("-h", "--help") for a in argv):
+        print(f"usage: python -m src.export.import_model source=<file | folder> out=<run dir> "
+              f"[training overrides]\n{__doc__}")
+        return
     args = dict(a.split("=", 1) for a in argv if a.split("=", 1)[0] in ("source", "out"))
     rest = [a for a in argv if a.split("=", 1)[0] not in ("source", "out")]
     if "source" not in args or "out" not in args:
