@@ -6,9 +6,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -19,7 +17,7 @@ from src.algos.base import nll_metrics
 from src.checkpoints import load_run
 from src.data.token_bytes import token_byte_lengths
 from src.runs.preflight import check_device, check_required
-from src.results import write_json
+from src.results import emit
 from src.utils.resolvers import register_resolvers
 from src.utils.cli import one_line_errors, run_cli
 from src.utils.runtime import setup_torch
@@ -83,10 +81,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(config_path="../configs", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     setup_torch()
-    result = one_line_errors(evaluate)(cfg)
-    if cfg.out:
-        write_json(Path(cfg.out), result)
-    print(json.dumps(result, indent=2))
+    emit(one_line_errors(evaluate)(cfg), cfg.out)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ too once that module is imported, e.g. through `--include_path` for tasks plus
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import hydra
 from omegaconf import DictConfig, ListConfig
 
 from src.runs.preflight import check_required
-from src.results import write_json
+from src.results import emit
 from src.utils.cli import UserError, one_line_errors, run_cli
 from src.utils.resolvers import register_resolvers
 from src.utils.runtime import setup_torch
@@ -72,9 +71,7 @@ def run_lm_eval(cfg: DictConfig) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     setup_torch()
     result = one_line_errors(run_lm_eval)(cfg)
-    if cfg.out:
-        write_json(Path(cfg.out), result)
-    print(json.dumps(result["results"], indent=2, default=str))
+    emit(result, cfg.out, shown=result["results"])
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from src.utils.atomic import atomic_write_text
 RESULT_FILE = "result.json"
 FAILED_FILE = "failed.json"  # a run that diverged: never a result (src/callbacks/divergence.py)
 __all__ = ["FAILED_FILE", "RESULT_FILE", "RESULT_FIELDS", "RunResult", "atomic_write_text",
-           "read_failed", "read_result", "write_json"]
+           "emit", "read_failed", "read_result", "write_json"]
 
 
 @dataclass
@@ -71,6 +71,14 @@ RESULT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RunResult) if f.na
 
 def write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
+
+
+def emit(result: dict[str, Any], out: str | Path | None, shown: Any = None) -> None:
+    """An entry point's result: written to `out` when given, printed as JSON (`shown`, a
+    part of it, when the whole is long)."""
+    if out:
+        write_json(Path(out), result)
+    print(json.dumps(result if shown is None else shown, indent=2, default=str))
 
 
 def read_result(run_dir: Path) -> dict[str, Any] | None:

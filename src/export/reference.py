@@ -13,18 +13,44 @@ import re
 
 import torch
 
-#: (reference key pattern, our key template); anything else is an error, except DROPPED.
+#: (reference key, our key) templates; {n} = a number, {p} = weight|bias, {m} = a block
+#: sub-module whose names agree. Anything else is an error, except DROPPED.
 KEY_MAP: tuple[tuple[str, str], ...] = (
-    (r"vocab_embed\.embedding", "embed"),
-    (r"sigma_map\.mlp\.(\d+)\.(weight|bias)", r"sigma_embed.mlp.\1.\2"),
-    (r"blocks\.(\d+)\.attn_qkv\.weight", r"blocks.\1.qkv.weight"),
-    (r"blocks\.(\d+)\.adaLN_modulation\.(weight|bias)", r"blocks.\1.adaln.\2"),
-    (r"blocks\.(\d+)\.(norm1|norm2|attn_out)\.weight", r"blocks.\1.\2.weight"),
-    (r"blocks\.(\d+)\.mlp\.(\d+)\.(weight|bias)", r"blocks.\1.mlp.\2.\3"),
-    (r"output_layer\.norm_final\.weight", "final.norm.weight"),
-    (r"output_layer\.linear\.(weight|bias)", r"final.linear.\1"),
-    (r"output_layer\.adaLN_modulation\.(weight|bias)", r"final.adaln.\1"),
+    ("vocab_embed.embedding", "embed"),
+    ("sigma_map.mlp.{n}.{p}", "sigma_embed.mlp.{n}.{p}"),
+    ("blocks.{n}.attn_qkv.weight", "blocks.{n}.qkv.weight"),
+    ("blocks.{n}.adaLN_modulation.{p}", "blocks.{n}.adaln.{p}"),
+    ("blocks.{n}.{m}.weight", "blocks.{n}.{m}.weight"),
+    ("blocks.{n}.mlp.{k}.{p}", "blocks.{n}.mlp.{k}.{p}"),
+    ("output_layer.norm_final.weight", "final.norm.weight"),
+    ("output_layer.linear.{p}", "final.linear.{p}"),
+    ("output_layer.adaLN_modulation.{p}", "final.adaln.{p}"),
 )
+_FIELDS = {"n": r"\d+", "k": r"\d+", "p": "weight|bias", "m": "norm1|norm2|attn_out"}
+
+
+def _regex(template: str) -> re.Pattern[str]:
+    """A key template as a regex with one named group per field."""
+    parts = re.split(r"\{(\w)\}", template)
+    body = "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>{_FIELDS[part]})"
+                   for i, part in enumerate(parts))
+    return re.compile(body)
+
+
+def _rename(state: dict[str, torch.Tensor], pairs: list[tuple[str, str]],
+            what: str) -> dict[str, torch.Tensor]:
+    compiled = [(_regex(a), b) for a, b in pairs]
+    out = {}
+    for key, value in state.items():
+        for regex, template in compiled:
+            if (m := regex.fullmatch(key)) is not None:
+                out[template.format(**m.groupdict())] = value
+                break
+        else:
+            raise ValueError(f"unexpected key {key!r} in {what} (see src/export/reference.py)")
+    return out
+
+
 #: Buffers the reference stores that this backbone recomputes.
 DROPPED = (r"rotary_emb\.inv_freq",)
 #: Wrappers around the backbone in reference checkpoints (Lightning module, HF model,
@@ -57,42 +83,15 @@ def from_reference(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         ValueError: a key that is neither mapped nor a known dropped buffer (a different
             architecture: say which key).
     """
-    out = {}
-    for key, value in strip_prefixes(state).items():
-        if any(re.fullmatch(p, key) for p in DROPPED):
-            continue
-        for pattern, template in KEY_MAP:
-            if re.fullmatch(pattern, key):
-                out[re.sub(f"^{pattern}$", template, key)] = value
-                break
-        else:
-            raise ValueError(f"unexpected key {key!r} in a reference DiT state dict: not a "
-                             "MDLM / DUO DiT backbone (see src/export/reference.py)")
-    return out
+    kept = {k: v for k, v in strip_prefixes(state).items()
+            if not any(re.fullmatch(p, k) for p in DROPPED)}
+    return _rename(kept, list(KEY_MAP), "a reference DiT state dict: not a MDLM / DUO DiT "
+                                        "backbone")
 
 
 def to_reference(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Inverse of `from_reference` (what a reference DiT would load)."""
-    inverse = (
-        (r"embed", "vocab_embed.embedding"),
-        (r"sigma_embed\.mlp\.(\d+)\.(weight|bias)", r"sigma_map.mlp.\1.\2"),
-        (r"blocks\.(\d+)\.qkv\.weight", r"blocks.\1.attn_qkv.weight"),
-        (r"blocks\.(\d+)\.adaln\.(weight|bias)", r"blocks.\1.adaLN_modulation.\2"),
-        (r"blocks\.(\d+)\.(norm1|norm2|attn_out)\.weight", r"blocks.\1.\2.weight"),
-        (r"blocks\.(\d+)\.mlp\.(\d+)\.(weight|bias)", r"blocks.\1.mlp.\2.\3"),
-        (r"final\.norm\.weight", "output_layer.norm_final.weight"),
-        (r"final\.linear\.(weight|bias)", r"output_layer.linear.\1"),
-        (r"final\.adaln\.(weight|bias)", r"output_layer.adaLN_modulation.\1"),
-    )
-    out = {}
-    for key, value in state.items():
-        for pattern, template in inverse:
-            if re.fullmatch(pattern, key):
-                out[re.sub(f"^{pattern}$", template, key)] = value
-                break
-        else:
-            raise ValueError(f"{key!r} has no reference DiT counterpart")
-    return out
+    return _rename(state, [(ours, ref) for ref, ours in KEY_MAP], "this repo's DiT keys")
 
 
 def shape_facts(state: dict[str, torch.Tensor]) -> dict[str, int]:

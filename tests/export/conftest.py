@@ -5,13 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-
-from src.train import train
-from src.utils.cli import CONFIG_DIR
-from src.utils.resolvers import register_resolvers
-
-register_resolvers()
+from tests.conftest import train_tiny as tiny
 
 #: name -> overrides; every algo, Eso-LM with a sequential part, an EMA run, a BPE run.
 RUNS = {
@@ -24,12 +18,9 @@ RUNS = {
 
 
 def train_tiny(root: Path, *overrides: str) -> dict:
-    args = ["model=0.13M", "data=shakespeare_byte", "data.seq_len=32", "data.batch_size=4",
-            "training.max_steps=3", "training.val_max_batches=1", "eval.num_samples=0",
-            "trainer.enable_progress_bar=false", "optim.lr=3e-3",
-            f"paths.log_dir={root}/runs", f"paths.cache_dir={root}/cache", *overrides]
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return train(compose("train", overrides=args))
+    """3 steps, no end-of-run samples (tests/conftest.py's tiny run)."""
+    return tiny(root, "training.max_steps=3", "training.val_max_batches=1",
+                "eval.num_samples=0", "optim.lr=3e-3", *overrides)
 
 
 @pytest.fixture(scope="session")
