@@ -5,9 +5,11 @@
 
 A task is a registered lm-eval name or a path to a task YAML (its folder is added to the
 task search path). The model is `dlm_lab` (src/eval/harness.py); lm-eval's own CLI works
-too once that module is imported, e.g. through `--include_path` for tasks plus
-`python -c "import src.eval.harness, lm_eval.__main__ as m; m.cli_evaluate()" --model dlm_lab
---model_args ckpt=<run>`.
+once that module is imported:
+
+    python -c "import sys, src.eval.harness, lm_eval.__main__ as m; sys.argv[0] = 'lm_eval'; \
+        m.cli_evaluate()" --model dlm_lab --model_args ckpt=<run>,mc_samples=32 \
+        --tasks my_task --include_path <folder with my_task.yaml>
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def run_lm_eval(cfg: DictConfig) -> dict[str, Any]:
 
     check_required(cfg)
     names, include = task_names(cfg.tasks)
-    model = LabLM(ckpt=str(cfg.ckpt), mc_samples=cfg.mc_samples, batch_size=cfg.batch_size,
+    model = LabLM(ckpt=str(cfg.ckpt), mc_samples=cfg.mc_samples, mc_batch=cfg.mc_batch,
                   seed=cfg.seed, sampler=cfg.sampler, steps=cfg.steps,
                   max_length=cfg.max_length, device=cfg.device)
     results = lm_eval.simple_evaluate(

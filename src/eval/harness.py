@@ -10,8 +10,8 @@ it imports) as an `lm_eval` LM. Driven by `python -m src.lm_eval` (src/lm_eval.p
 - `loglikelihood_rolling`: lm-eval's disjoint rolling windows of the model's length,
   each scored as above (the sum of bounds, for diffusion models).
 - `generate_until`: the run's sampler (or `sampler=`) with the context as a fixed prompt.
-Every random draw is keyed by the request's text: the same request scores the same in any
-order or batch.
+Every random draw is keyed by the request's text (and `seed`, `mc_samples`, `mc_batch`):
+the same request scores the same in any order.
 """
 
 from __future__ import annotations
@@ -47,18 +47,24 @@ class LabLM(LM):
     """See the module docstring. Arguments arrive as strings from `--model_args`."""
 
     def __init__(self, ckpt: str | None = None, run: LoadedRun | None = None,
-                 mc_samples: int | str = 32, batch_size: int | str = 32, seed: int | str = 0,
+                 mc_samples: int | str = 32, mc_batch: int | str = 32, seed: int | str = 0,
                  sampler: str | None = None, steps: int | str | None = None,
-                 max_length: int | str | None = None, device: str = "cpu",
+                 max_length: int | str | None = None, device: str | None = None,
                  **_: Any) -> None:
         super().__init__()
+        device = str(device or "auto")
+        if device == "auto" or (device.startswith("cuda") and not torch.cuda.is_available()):
+            # lm-eval's own CLI asks for cuda by default: fall back on a CPU-only machine.
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         if run is None:
             if ckpt is None:
                 raise ValueError("dlm_lab needs ckpt=<run dir | .ckpt | HF folder>")
             run = load_any(ckpt)
         self.run, self.algo = run, run.algo.to(device).eval()
         self.tok = run.datamodule.tokenizer
-        self.mc_samples, self.batch_size = int(mc_samples), int(batch_size)
+        # Rows per forward when scoring. lm-eval's own `batch_size` (requests per call) is
+        # not used: each request is scored on its own, its Monte-Carlo rows batched.
+        self.mc_samples, self.mc_batch = int(mc_samples), int(mc_batch)
         self.seed, self.sampler_name = int(seed), sampler
         self.steps = None if steps in (None, "") else int(steps)
         self.max_length = int(max_length or run.cfg.data.seq_len)
@@ -66,7 +72,8 @@ class LabLM(LM):
 
     # ---- scoring --------------------------------------------------------------------
     def _randomness(self, key: str, offset: int) -> StepRandomness:
-        g = make_generator(self.algo.device, "lm_eval", self.seed, key)
+        # Each chunk of rows draws its own noise (times stay stratified over all mc_samples).
+        g = make_generator(self.algo.device, "lm_eval", self.seed, key, offset)
         u = derive_seed(self.seed, "lm_eval_u", key) / 2.0**63
         return StepRandomness(g, u, offset, self.mc_samples)
 
@@ -84,8 +91,8 @@ class LabLM(LM):
         key = repr((context[-keep:], continuation))
         rows = 1 if self.causal else self.mc_samples
         nll = 0.0
-        for start in range(0, rows, self.batch_size):
-            n = min(self.batch_size, rows - start)
+        for start in range(0, rows, self.mc_batch):
+            n = min(self.mc_batch, rows - start)
             batch = {"input_ids": x.expand(n, -1), "attention_mask": scored.expand(n, -1)}
             nll += float(self.algo.loss(batch, self._randomness(key, start)).nll_sum)
         return -nll / rows, self._is_greedy(x, scored.bool())

@@ -125,6 +125,13 @@ def test_imported_run_evaluates_and_seeds_a_new_run(exports, tmp_path):
     from tests.export.conftest import train_tiny
 
     import_model(exports["mdlm"], tmp_path / "imported", [])
+    from src.evaluate import evaluate
+    from src.runs.identity import compose_config
+
+    metrics = evaluate(compose_config("evaluate", [f"ckpt={tmp_path / 'imported'}",
+                                                   "max_batches=1",
+                                                   f"paths.log_dir={tmp_path}"]))
+    assert metrics["algo"] == "mdlm" and 0 < metrics["bpb"] < 20
     child = train_tiny(tmp_path, "algo=mdlm", "algo.time_conditioning=true",
                        f"training.init_from={tmp_path / 'imported'}")
     assert child["parent"]["step"] == 0 and child["steps"] == 3

@@ -65,7 +65,7 @@ def oracle_model(run_dir: str) -> LabLM:
     tok = run.datamodule.tokenizer
     oracle = CountingOracle(tok.vocab_size, tok.mask_id, tok.eos_id)
     run.algo.backbone = run.algo._net = oracle
-    return LabLM(run=run, mc_samples=8, batch_size=8, max_length=16)  # 16: two windows
+    return LabLM(run=run, mc_samples=8, mc_batch=8, max_length=16)  # 16: two windows
 
 
 def counting(start: int, n: int) -> str:
@@ -139,7 +139,7 @@ def test_diffusion_bound_scores_only_the_continuation(tiny_runs):
 
 @pytest.mark.parametrize("algo", ["duo", "gidd", "esolm"])
 def test_every_algo_scores_and_generates(algo, tiny_runs, tasks):
-    model = LabLM(ckpt=tiny_runs[algo], mc_samples=4, batch_size=4, steps=4)
+    model = LabLM(ckpt=tiny_runs[algo], mc_samples=4, mc_batch=4, steps=4)
     results = evaluate(model, tasks, ["choice", "gen"])
     assert 0.0 <= results["counting_choice"]["acc,none"] <= 1.0
     assert 0.0 <= results["counting_gen"]["exact_match,none"] <= 1.0
