@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=32, help="denoising steps (diffusion)")
     args = parser.parse_args()
 
+    from src.algos.inference import network_logits
     from src.checkpoints import load_run
     from src.utils.cli import one_line_errors
 
@@ -58,8 +59,8 @@ def main() -> None:
                         generator=g)
     if not causal:  # a noisy input: some positions masked
         ids[:, ::3] = run.algo.mask_id
-    with torch.no_grad():
-        ours = run.algo.backbone(ids, None, causal=causal)
+    with torch.no_grad():  # the run's own network call (Eso-LM: its clean-first order)
+        ours = network_logits(run.algo.name, run.algo.backbone, ids, None, run.algo.mask_id)
     with tempfile.TemporaryDirectory() as tmp:
         job = {"folder": str(Path(args.export).resolve()), "ids": ids.tolist(), "causal": causal,
                "length": args.length, "steps": args.steps}

@@ -58,6 +58,18 @@ def ordered_forward(backbone: Callable[..., torch.Tensor], z: torch.Tensor, orde
     return torch.empty_like(out).scatter_(1, order[..., None].expand_as(out), out)
 
 
+def network_logits(name: str, backbone: Callable[..., torch.Tensor], z: torch.Tensor,
+                   sigma: torch.Tensor | None, mask_id: int) -> torch.Tensor:
+    """The raw logits an algo's network gives for ids z: AR causal; Eso-LM causal over the
+    clean-first order (both groups left to right, MDLM's interface); the others
+    bidirectional. What an exported model's forward returns."""
+    if name == "ar":
+        return backbone(z, None, causal=True)
+    if name == "esolm":
+        return ordered_forward(backbone, z, clean_first_order(z == mask_id), sigma)
+    return backbone(z, sigma)
+
+
 class Denoiser:
     """A backbone plus the facts the samplers need; see the module docstring."""
 
@@ -72,6 +84,9 @@ class Denoiser:
 
     def new_kv_cache(self, batch_size: int, max_len: int) -> Any:
         return self.backbone.new_kv_cache(batch_size, max_len)
+
+    def logits(self, z: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        return network_logits(self.name, self.backbone, z, sigma, self.mask_id)
 
 
 class ARDenoiser(Denoiser):
@@ -125,9 +140,7 @@ class EsoLMDenoiser(MDLMDenoiser):
     def denoiser_log_probs(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """MDLM's interface over the deterministic clean-first order (both groups left to
         right), an order the model saw in training."""
-        order = clean_first_order(z == self.mask_id)
-        return subs_log_probs(ordered_forward(self.backbone, z, order, self.sigma(t)),
-                              self.mask_id)
+        return subs_log_probs(self.logits(z, self.sigma(t)), self.mask_id)
 
     def esolm_log_probs(self, ids: torch.Tensor, positions: torch.Tensor, *,
                         attn_mask: torch.Tensor | None = None, kv_cache: Any = None,

@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from src.algos.inference import ALGO_ARGS
@@ -109,13 +108,3 @@ def export(ckpt: str | Path, out: str | Path) -> dict[str, Any]:
                "params": sum(p.numel() for p in model.parameters())}
     (out / "export_info.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
-
-
-@torch.no_grad()
-def max_logit_difference(run: LoadedRun, model: torch.nn.Module, ids: torch.Tensor,
-                         sigma: torch.Tensor | None = None) -> float:
-    """max |exported - checkpoint| logits on `ids` (the export check of the README)."""
-    causal = run.algo.name == "ar"
-    ours = run.algo.backbone(ids, None if causal else sigma, causal=causal)
-    theirs = model(ids).logits if causal else model(ids, sigma=sigma).logits
-    return float((ours - theirs).abs().max())

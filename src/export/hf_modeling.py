@@ -7,7 +7,8 @@ only torch + transformers + safetensors:
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)  # AR
     ids = model.generate(num_samples=4, steps=128, sampler="gidd_adaptive", seed=0)
 
-`forward` returns the backbone's logits (the checkpoint's, to fp32 rounding); `generate`
+`forward` returns the network's logits (the checkpoint's, to fp32 rounding: causal for AR,
+the clean-first order for Eso-LM, bidirectional otherwise); `generate`
 runs the repo's own samplers on the algo's own denoiser (src/algos/inference.py).
 """
 
@@ -135,7 +136,7 @@ class DLMForMaskedLM(DLMPreTrainedModel):
                 sigma = log_alpha_sigma(denoiser.noise.alpha(t), denoiser.time_conditioning)
             else:
                 sigma = denoiser.sigma(t).float()
-        logits = self.backbone(input_ids, sigma)
+        logits = self.denoiser.logits(input_ids, sigma)  # Eso-LM: its clean-first order
         return MaskedLMOutput(logits=logits) if return_dict else (logits,)
 
 
@@ -144,7 +145,7 @@ class DLMForCausalLM(DLMPreTrainedModel):
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
                 return_dict: bool = True, **_: Any) -> CausalLMOutput | tuple[torch.Tensor, ...]:
-        logits = self.backbone(input_ids, None, causal=True)
+        logits = self.denoiser.logits(input_ids)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
