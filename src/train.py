@@ -205,7 +205,9 @@ def print_summary(result: dict[str, Any], print_chars: int) -> None:
     print(f"\n=== {result['algo']} {result['model']} on {result['data']}: "
           f"{result['steps']} steps, {result['tokens']:,} tokens, "
           f"{result['tokens_per_s']:,.0f} tokens/s ===")
-    print(f"val/ppl {result['val_ppl']:.2f} (nll {result['val_nll']:.4f})   "
+    bpb = result.get("val_bpb")
+    print(f"val/ppl {result['val_ppl']:.2f} (nll {result['val_nll']:.4f}, "
+          f"{'n/a' if bpb is None else f'{bpb:.4f}'} bits/byte)   "
           f"unigram baseline ppl {result.get('unigram_ppl', float('nan')):.2f}")
     for i, text in enumerate(result.get("samples", [])):
         print(f"--- sample {i} ---\n{text[:print_chars]}")
