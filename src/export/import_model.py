@@ -8,7 +8,7 @@
       weights: pass model.n_heads=...);
   (b) a Hugging Face folder as MDLM / DUO publish them (config.json + model.safetensors
       or pytorch_model.bin, keys under `backbone.`), e.g. a local snapshot of
-      kuleshov-group/mdlm-owt;
+      kuleshov-group/mdlm-owt, or `hf:kuleshov-group/mdlm-owt` to download it;
   (c) a folder written by `python -m src.export`.
 The run folder gets checkpoints/last.ckpt with a full run config, so `src.evaluate`,
 `src.sample`, `src.export` and `training.init_from=<out>` read it like a trained run.
@@ -114,8 +114,24 @@ def _reference_folder(folder: Path, config: dict[str, Any]) -> Source:
     return Source(state, f"{model_type} Hugging Face folder {folder}", overrides)
 
 
+def hub_snapshot(repo_id: str) -> Path:
+    """Download a hub model's config and weights (needs the network or the HF cache)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["config.json", "*.safetensors",
+                                                               "*.bin", "tokenizer*"]))
+    except Exception as err:  # noqa: BLE001 - one actionable line for any hub failure
+        raise UserError(f"cannot download {repo_id} from the Hugging Face hub "
+                        f"({type(err).__name__}): it needs the network; or download it "
+                        f"elsewhere and pass source=<local folder>") from None
+
+
 def read_source(path: str | Path) -> Source:
-    """Recognise the source's format; see the module docstring."""
+    """Recognise the source's format; see the module docstring. `hf:<repo id>` downloads a
+    hub model first."""
+    if str(path).startswith("hf:"):
+        path = hub_snapshot(str(path)[3:])
     path = Path(path)
     if path.is_dir():
         if not (path / "config.json").is_file():

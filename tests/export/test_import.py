@@ -99,6 +99,13 @@ def test_mdlm_style_hf_folder_imports(tmp_path):
     assert close(ours, reference_forward(state, IDS, torch.zeros(2), n_heads=4))
 
 
+def test_hub_source_offline_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(Exception, match="needs the network"):
+        import_model("hf:kuleshov-group/mdlm-owt", tmp_path / "run", [])
+    assert not (tmp_path / "run").exists()
+
+
 def test_wrong_tokenizer_is_named(tmp_path):
     path = tmp_path / "weights.safetensors"
     save_file(reference_state(vocab=300), str(path))
