@@ -108,7 +108,15 @@ class Algo(L.LightningModule):
         step, offset, _ = self._train_position(batch_size)
         # Dropout draws from the global RNG: seed it from the position so resume is exact.
         torch.manual_seed(derive_seed(self.seed, "dropout", step, offset))
+        moe_losses = getattr(self.backbone, "moe_losses", None)
+        if moe_losses is not None:
+            moe_losses()  # drop what forwards outside training (sampling) may have left
         out = self.loss(batch, self._train_randomness(batch_size))
+        moe = moe_losses() if moe_losses is not None else None
+        if moe is not None:  # mixture of experts: load balance + router z-loss (moe.py)
+            out.loss = out.loss + moe["loss"]
+            for key in ("aux", "z", "dropped"):
+                self.log(f"train/moe_{key}", moe[key])
         self.log("train/loss", out.loss.detach(), prog_bar=True)
         self.log("train/nll", (out.nll_sum / out.n_tokens).float())
         # Counted here, not in on_train_batch_end: Lightning runs the callbacks' batch-end hooks

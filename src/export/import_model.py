@@ -78,12 +78,23 @@ def _weights_in(folder: Path) -> dict[str, torch.Tensor]:
                     "them first)")
 
 
+def dotted(prefix: str, values: dict[str, Any]) -> list[str]:
+    """Hydra overrides `prefix.key=value` for a nested dict (None as null)."""
+    out = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out += dotted(f"{prefix}.{key}", value)
+        else:
+            out.append(f"{prefix}.{key}={'null' if value is None else value}")
+    return out
+
+
 def _lab_export(folder: Path, config: dict[str, Any]) -> Source:
     state = {k.removeprefix("backbone."): v for k, v in _weights_in(folder).items()}
     dit, algo = config["dit"], config["algo"]
     overrides = [f"algo={algo['algo']}", f"data.seq_len={config['seq_len']}",
-                 *(f"model.{k}={v}" for k, v in dit.items()
-                   if k not in ("vocab_size", "attn_backend") and v is not None)]
+                 *dotted("model", {k: v for k, v in dit.items()
+                                   if k not in ("vocab_size", "attn_backend")})]
     overrides += [f"algo.{k}={v}" for k, v in algo.items()
                   if k not in ("algo", "vocab_size", "mask_id", "eos_id", "noise")]
     if "noise" in algo:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -11,9 +13,11 @@ import torch.nn.functional as F
 from src.models.attention import resolve_backend
 from src.models.kv_cache import KVCache
 from src.models.layers import DiTBlock, FinalLayer, TimestepEmbedder, rotary_tables
+from src.models.moe import MoEConfig, MoEFeedForward
 from src.models.parameterization import HIDDEN, Parameterization
 
-HIDDEN_WEIGHTS = ("qkv.weight", "attn_out.weight", "mlp.0.weight", "mlp.2.weight")
+HIDDEN_WEIGHTS = ("qkv.weight", "attn_out.weight", "mlp.0.weight", "mlp.2.weight",
+                  "mlp.router.weight", "mlp.experts_in", "mlp.experts_out")
 
 
 class DiT(nn.Module):
@@ -40,6 +44,7 @@ class DiT(nn.Module):
         base_width: int = 256,
         base_depth: int = 4,
         base_head_dim: int | None = None,
+        moe: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.vocab_size, self.dim, self.n_blocks, self.n_heads = vocab_size, dim, n_blocks, n_heads
@@ -56,10 +61,12 @@ class DiT(nn.Module):
             bound = p13n.embed_init_bound(dim)
             nn.init.uniform_(self.embed, -bound, bound)
         self.sigma_embed = TimestepEmbedder(cond_dim) if adaln else None
+        self.moe = MoEConfig.build(moe)
         self.blocks = nn.ModuleList(
             DiTBlock(dim, n_heads, cond, dropout, residual_scale=p13n.residual_scale,
-                     attn_scale=p13n.attn_scale(dim // n_heads))
-            for _ in range(n_blocks)
+                     attn_scale=p13n.attn_scale(dim // n_heads),
+                     moe=self.moe.layer(dim) if self.moe.in_block(i) else None)
+            for i in range(n_blocks)
         )
         self.final = FinalLayer(dim, vocab_size, cond, output_scale=p13n.output_scale)
 
@@ -74,6 +81,22 @@ class DiT(nn.Module):
         if name.startswith("blocks.") and name.endswith(HIDDEN_WEIGHTS):
             return HIDDEN
         return "vector"
+
+    def moe_losses(self) -> dict[str, torch.Tensor] | None:
+        """The weighted auxiliary loss of the MoE training forwards since the last call, with
+        its parts (load balance, z-loss, dropped fraction), or None for a dense model.
+        Collecting clears them."""
+        layers = [b.mlp for b in self.blocks if isinstance(b.mlp, MoEFeedForward)]
+        stats = [s for layer in layers for s in layer.stats]
+        for layer in layers:
+            layer.stats = []
+        if not stats:
+            return None
+        aux = torch.stack([s.aux for s in stats]).sum()
+        z = torch.stack([s.z for s in stats]).sum()
+        return {"loss": self.moe.aux_loss_weight * aux + self.moe.z_loss_weight * z,
+                "aux": aux.detach(), "z": z.detach(),
+                "dropped": torch.stack([s.dropped for s in stats]).mean()}
 
     @property
     def head_dim(self) -> int:

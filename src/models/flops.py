@@ -25,7 +25,7 @@ PaLM's MFU definition.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -43,17 +43,39 @@ def _check_choice(value: str, valid: tuple[str, ...], what: str) -> None:
         raise ValueError(f"unknown {what} {value!r}: valid {what}s are {', '.join(valid)}")
 
 
+def moe_blocks(n_blocks: int, moe: Mapping[str, Any] | None) -> tuple[int, int, int]:
+    """(blocks with experts, experts E, top_k) of `model.moe` (src/models/moe.py); (0, 0, 0)
+    for a dense model."""
+    experts = int((moe or {}).get("num_experts") or 0)
+    if experts <= 0:
+        return 0, 0, 0
+    every = int(moe.get("every", 1))
+    return n_blocks // every, experts, int(moe.get("top_k", 1))
+
+
+def mlp_matmuls(*, dim: int, n_blocks: int, moe: Mapping[str, Any] | None = None) -> int:
+    """Multiply-adds per token of the feed-forwards: 8 d^2 per dense block; a MoE block runs
+    its router (d E) and top_k experts (8 d^2 each): the *active* parameters."""
+    n_moe, experts, top_k = moe_blocks(n_blocks, moe)
+    return 8 * dim * dim * (n_blocks - n_moe + top_k * n_moe) + dim * experts * n_moe
+
+
 def param_counts(
-    *, dim: int, n_blocks: int, vocab_size: int, cond_dim: int = 128, adaln: bool = True
+    *, dim: int, n_blocks: int, vocab_size: int, cond_dim: int = 128, adaln: bool = True,
+    moe: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
     """Parameters of `DiT` counted from its layers (equals `count_params` on the model).
 
     Returns:
-        {"params", "non_embedding_params"}; non-embedding excludes the input embedding
-        and the output head (weight + bias), as `src.models.dit.count_params` does.
+        {"params", "non_embedding_params", "active_params", "active_non_embedding_params"};
+        non-embedding excludes the input embedding and the output head (weight + bias), as
+        `src.models.dit.count_params` does; active counts what one token uses (a MoE
+        block: router + top_k experts; equal to the totals for a dense model).
     """
     d, c = dim, cond_dim
-    block = 12 * d * d + 4 * d + d + 2 * d  # qkv, out, MLP weights; MLP biases 4d + d; 2 norms
+    n_moe, experts, top_k = moe_blocks(n_blocks, moe)
+    ffn = 8 * d * d + 4 * d + d  # MLP weights and biases
+    block = 4 * d * d + ffn + 2 * d  # qkv, out, MLP; 2 norms
     final = d  # final norm weight
     cond = 0
     if adaln:
@@ -62,7 +84,12 @@ def param_counts(
         cond = FREQ_DIM * c + c + c * c + c
     embedding = vocab_size * d + d * vocab_size + vocab_size  # input table + head weight/bias
     non_embedding = n_blocks * block + final + cond
-    return {"params": non_embedding + embedding, "non_embedding_params": non_embedding}
+    extra_total = n_moe * ((experts - 1) * ffn + d * experts)  # more experts + the router
+    extra_active = n_moe * ((top_k - 1) * ffn + d * experts)
+    return {"params": non_embedding + embedding + extra_total,
+            "non_embedding_params": non_embedding + extra_total,
+            "active_params": non_embedding + embedding + extra_active,
+            "active_non_embedding_params": non_embedding + extra_active}
 
 
 def model_forward_flops(
@@ -74,6 +101,7 @@ def model_forward_flops(
     cond_dim: int = 128,
     adaln: bool = True,
     soft_inputs: bool = False,
+    moe: Mapping[str, Any] | None = None,
 ) -> int:
     """Matmul FLOPs of one `DiT.forward` call on one sequence of `seq_len` tokens.
 
@@ -84,7 +112,8 @@ def model_forward_flops(
     Returns:
         FLOPs, attention over the full seq_len x seq_len square (see module docstring).
     """
-    per_token = 12 * n_blocks * dim * dim + dim * vocab_size
+    per_token = 4 * n_blocks * dim * dim + mlp_matmuls(dim=dim, n_blocks=n_blocks, moe=moe) \
+        + dim * vocab_size
     per_sequence = 0
     if adaln:
         timestep = FREQ_DIM * cond_dim + cond_dim * cond_dim  # 256 -> c -> c, once per sequence
@@ -124,6 +153,7 @@ def forward_flops(
     cond_dim: int = 128,
     adaln: bool = True,
     passes: Sequence[BackbonePass] | None = None,
+    moe: Mapping[str, Any] | None = None,
 ) -> float:
     """Forward FLOPs per training sequence: the sum over the algorithm's passes of
     rows x `model_forward_flops(tokens)` (default: one pass over the seq_len tokens)."""
@@ -132,7 +162,8 @@ def forward_flops(
     passes = [BackbonePass(seq_len)] if passes is None else list(passes)
     if not passes or all(p.rows <= 0 for p in passes):
         raise ValueError("the algorithm runs no backbone pass on any row")
-    shape = dict(dim=dim, n_blocks=n_blocks, vocab_size=vocab_size, cond_dim=cond_dim, adaln=adaln)
+    shape = dict(dim=dim, n_blocks=n_blocks, vocab_size=vocab_size, cond_dim=cond_dim, adaln=adaln,
+                 moe=moe)
     return float(sum(p.rows * model_forward_flops(seq_len=p.tokens, soft_inputs=p.soft_inputs,
                                                   **shape) for p in passes))
 
@@ -158,6 +189,7 @@ def reference_forward_flops(
     cond_dim: int = 128,
     adaln: bool = True,
     profiled: bool = True,
+    moe: Mapping[str, Any] | None = None,
 ) -> float:
     """Forward FLOPs of one sequence as the reference's profiler (calflops) reports them.
 
@@ -175,7 +207,8 @@ def reference_forward_flops(
         profiled: use the profiled table when the shape matches one of its rows.
     """
     prof = _reference_profile()
-    if profiled and adaln and (vocab_size, seq_len, cond_dim) == (
+    dense = moe_blocks(n_blocks, moe)[0] == 0
+    if profiled and adaln and dense and (vocab_size, seq_len, cond_dim) == (
         prof["vocab_size"], prof["seq_len"], prof["cond_dim"]
     ):
         for d, n, h, flops in prof["sizes"].values():
@@ -183,7 +216,7 @@ def reference_forward_flops(
                 return float(flops)
     linear = model_forward_flops(
         dim=dim, n_blocks=n_blocks, vocab_size=vocab_size, seq_len=seq_len, cond_dim=cond_dim,
-        adaln=adaln,
+        adaln=adaln, moe=moe,
     ) - 4 * n_blocks * seq_len * seq_len * dim
     elementwise = seq_len * (n_blocks * (n_heads * seq_len + 12 * dim) + 4 * dim)
     return float(linear + elementwise)
@@ -200,6 +233,7 @@ def flops_per_token(
     cond_dim: int = 128,
     adaln: bool = True,
     passes: Sequence[BackbonePass] | None = None,
+    moe: Mapping[str, Any] | None = None,
 ) -> float:
     """Training FLOPs (forward + backward) per token of the global batch.
 
@@ -215,11 +249,15 @@ def flops_per_token(
     - full: `training_flops` of the passes / T: the exact structural count with attention
       of what the algorithm runs (AR on T - 1 tokens, Eso-LM's 2T sequential rows, a
       distillation teacher's forward, ...); default one pass over T tokens.
+
+    With `moe` (model.moe) every convention counts the *active* parameters per token:
+    the router and top_k experts of each MoE block (an expert's capacity drops are not
+    subtracted: they are the routing's failure, not a saving the budget should buy).
     """
     _check_choice(convention, CONVENTIONS, "convention")
     shape = dict(
         dim=dim, n_blocks=n_blocks, n_heads=n_heads, vocab_size=vocab_size, seq_len=seq_len,
-        cond_dim=cond_dim, adaln=adaln,
+        cond_dim=cond_dim, adaln=adaln, moe=moe,
     )
     if convention == "full":
         return training_flops([BackbonePass(seq_len)] if passes is None else passes,
@@ -227,11 +265,14 @@ def flops_per_token(
     if convention == "reference":
         return 3.0 * reference_forward_flops(**shape) / seq_len
     params = param_counts(
-        dim=dim, n_blocks=n_blocks, vocab_size=vocab_size, cond_dim=cond_dim, adaln=adaln
+        dim=dim, n_blocks=n_blocks, vocab_size=vocab_size, cond_dim=cond_dim, adaln=adaln,
+        moe=moe,
     )
     attention = 12.0 * n_blocks * dim * seq_len
     if convention == "6N":
-        return 6.0 * params["non_embedding_params"]
+        return 6.0 * params["active_non_embedding_params"]
     if convention == "palm":
-        return 6.0 * (params["params"] - vocab_size * dim) + attention
-    return 72.0 * n_blocks * dim * dim + attention  # gidd
+        return 6.0 * (params["active_params"] - vocab_size * dim) + attention
+    # gidd: 6 x (4 d^2 attention + 8 d^2 MLP) per block = 72 n d^2 when dense
+    return 6.0 * (4 * n_blocks * dim * dim + mlp_matmuls(dim=dim, n_blocks=n_blocks, moe=moe)) \
+        + attention

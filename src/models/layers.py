@@ -83,6 +83,7 @@ class DiTBlock(nn.Module):
     def __init__(
         self, dim: int, n_heads: int, cond_dim: int | None, dropout: float, mlp_ratio: int = 4,
         residual_scale: float = 1.0, attn_scale: float | None = None,
+        moe: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if dim % n_heads or (dim // n_heads) % 2:
@@ -93,7 +94,8 @@ class DiTBlock(nn.Module):
         self.norm1, self.norm2 = LayerNormFP32(dim), LayerNormFP32(dim)
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.attn_out = nn.Linear(dim, dim, bias=False)
-        self.mlp = nn.Sequential(
+        # The feed-forward: dense, or a mixture of experts of the same shape (src/models/moe.py).
+        self.mlp = moe if moe is not None else nn.Sequential(
             nn.Linear(dim, mlp_ratio * dim),
             nn.GELU(approximate="tanh"),
             nn.Linear(mlp_ratio * dim, dim),

@@ -31,6 +31,9 @@ SETTINGS = {
     "esolm alpha_0=0.5": ["algo=esolm", "algo.alpha_0=0.5", "algo.batch_split=0.5"],
     "esolm alpha_0=0.5 split=0.25": ["algo=esolm", "algo.alpha_0=0.5", "algo.batch_split=0.25"],
 }
+# Mixture of experts (no capacity limit: every routed token is computed), every algo.
+MOE = ["model.moe.num_experts=4", "model.moe.top_k=2", "model.moe.capacity_factor=null"]
+SETTINGS.update({f"{name} moe": [*o, *MOE] for name, o in list(SETTINGS.items())[:5]})
 
 
 def _algo(overrides: list[str], tmp_path) -> tuple[Any, Any]:
@@ -43,7 +46,7 @@ def _algo(overrides: list[str], tmp_path) -> tuple[Any, Any]:
 def _shape(cfg: Any, vocab: int) -> dict[str, Any]:
     m = cfg.model
     return dict(dim=m.dim, n_blocks=m.n_blocks, n_heads=m.n_heads, vocab_size=vocab, seq_len=SEQ,
-                cond_dim=m.cond_dim, adaln=m.adaln)
+                cond_dim=m.cond_dim, adaln=m.adaln, moe=m.moe)
 
 
 @pytest.mark.parametrize("name", SETTINGS)

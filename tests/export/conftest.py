@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 from tests.conftest import train_tiny as tiny
 
-#: name -> overrides; every algo, Eso-LM with a sequential part, an EMA run, a BPE run.
+#: name -> overrides; every algo, Eso-LM with a sequential part, an EMA run, a MoE run.
 RUNS = {
     "ar": ["algo=ar"],
     "mdlm": ["algo=mdlm", "algo.time_conditioning=true", "training.ema=0.9"],
     "duo": ["algo=duo"],
     "gidd": ["algo=gidd"],
     "esolm": ["algo=esolm", "algo.alpha_0=0.5"],
+    "ar_moe": ["algo=ar", "model.moe.num_experts=4", "model.moe.top_k=2"],
 }
 
 

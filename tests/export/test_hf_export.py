@@ -37,11 +37,12 @@ out = {"logits": {}, "samples": [], "text": {}}
 ids = torch.tensor(job["ids"])
 sigma = torch.tensor(job["sigma"])
 for name, folder in job["folders"].items():
-    head = AutoModelForCausalLM if name == "ar" else AutoModelForMaskedLM
+    causal = name.startswith("ar")
+    head = AutoModelForCausalLM if causal else AutoModelForMaskedLM
     model = head.from_pretrained(folder, trust_remote_code=True).eval()
     assert type(model).__name__ == type(AutoModel.from_pretrained(folder, trust_remote_code=True)).__name__
     with torch.no_grad():
-        logits = model(ids).logits if name == "ar" else model(ids, sigma=sigma).logits
+        logits = model(ids).logits if causal else model(ids, sigma=sigma).logits
     out["logits"][name] = logits.tolist()
     tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     out["text"][name] = tok.batch_decode(model.generate(num_samples=1, max_length=16, steps=4, seed=1))
@@ -90,11 +91,11 @@ def test_exported_code_needs_only_torch_and_transformers(exports):
         assert third_party(path) <= ALLOWED_PACKAGES, path.name
 
 
-@pytest.mark.parametrize("algo", ["ar", "mdlm", "duo", "gidd", "esolm"])
+@pytest.mark.parametrize("algo", ["ar", "mdlm", "duo", "gidd", "esolm", "ar_moe"])
 def test_same_logits_as_the_checkpoint(algo, fresh, tiny_runs):
     run = load_run(tiny_runs[algo])
     with torch.no_grad():
-        ours = network_logits(algo, run.algo.backbone, IDS, SIGMA, run.algo.mask_id)
+        ours = network_logits(run.algo.name, run.algo.backbone, IDS, SIGMA, run.algo.mask_id)
     theirs = torch.tensor(fresh["logits"][algo])
     assert theirs.shape == ours.shape
     assert (theirs - ours).abs().max() < 1e-5
