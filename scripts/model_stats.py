@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from src.algos.cost import algo_passes  # noqa: E402
 from src.models.dit import DiT, count_params  # noqa: E402
-from src.models.flops import CONVENTIONS, flops_per_token  # noqa: E402
+from src.models.flops import CONVENTIONS, flops_per_token, param_counts  # noqa: E402
 from src.scaling.budget import steps_for_budget  # noqa: E402
 
 MODEL_DIR = ROOT / "configs" / "model"
@@ -101,23 +101,27 @@ def parse_args(argv: list[str]) -> dict[str, object]:
     """Hydra-style key=value arguments; unknown keys are a usage error."""
     args: dict[str, object] = dict(DEFAULTS)
     algo_kwargs: dict[str, object] = {}
+    moe: dict[str, object] = {}
     for item in argv:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise UsageError(f"arguments are key=value, got {item!r}")
-        if key.startswith("algo."):
+        if key.startswith("model.moe."):
+            moe[key[len("model.moe."):]] = _value(text)
+        elif key.startswith("algo."):
             algo_kwargs[key[len("algo."):]] = _value(text)
         elif key in DEFAULTS or key == "model":
             args[key] = text if key in ("model", "algo") else _value(text)
         else:
             raise UsageError(
-                f"unknown argument {key!r}: use model, {', '.join(DEFAULTS)} or algo.<key>"
+                f"unknown argument {key!r}: use model, {', '.join(DEFAULTS)}, model.moe.<key> "
+                "or algo.<key>"
             )
     if "model" not in args:
         raise UsageError(
             f"model=<size> is required: available sizes are {', '.join(available_sizes())}"
         )
-    args["algo_kwargs"] = algo_kwargs
+    args["algo_kwargs"], args["moe"] = algo_kwargs, moe
     return args
 
 
@@ -126,17 +130,22 @@ def model_stats(args: dict[str, object]) -> dict[str, object]:
     cfg = load_model_config(str(args["model"]))
     vocab, seq_len = int(args["vocab_size"]), int(args["seq_len"])  # type: ignore[arg-type]
     batch = int(args["global_batch_size"])  # type: ignore[arg-type]
+    moe = {**dict(cfg.get("moe") or {}), **args.get("moe", {})}  # type: ignore[arg-type]
     with torch.device("meta"):
         model = DiT(vocab, cfg.dim, cfg.n_blocks, cfg.n_heads, cond_dim=cfg.cond_dim,
-                    max_seq_len=cfg.max_seq_len, adaln=cfg.adaln)
+                    max_seq_len=cfg.max_seq_len, adaln=cfg.adaln, moe=moe)
     shape = dict(dim=cfg.dim, n_blocks=cfg.n_blocks, n_heads=cfg.n_heads, vocab_size=vocab,
-                 seq_len=seq_len, cond_dim=cfg.cond_dim, adaln=cfg.adaln)
+                 seq_len=seq_len, cond_dim=cfg.cond_dim, adaln=cfg.adaln, moe=moe)
     passes = algo_passes(load_algo_config(str(args["algo"]), args["algo_kwargs"]), seq_len)
     fpt = {c: flops_per_token(convention=c, passes=passes, **shape) for c in CONVENTIONS}
     out: dict[str, object] = {
         "model": cfg.name, "dim": cfg.dim, "n_blocks": cfg.n_blocks, "n_heads": cfg.n_heads,
         "adaln": cfg.adaln, "vocab_size": vocab, "seq_len": seq_len, "global_batch_size": batch,
-        "algo": args["algo"], **args["algo_kwargs"], **count_params(model), "flops_per_token": fpt,
+        "algo": args["algo"], **args["algo_kwargs"], **count_params(model),
+        **({"moe": moe, **{k: v for k, v in param_counts(**{
+            k: shape[k] for k in ("dim", "n_blocks", "vocab_size", "cond_dim", "adaln", "moe")}
+        ).items() if k.startswith("active")}} if moe.get("num_experts") else {}),
+        "flops_per_token": fpt,
     }
     if args["flops_budget"] is not None:
         budget = float(args["flops_budget"])
