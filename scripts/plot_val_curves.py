@@ -73,6 +73,10 @@ def load_curve(run_dir: Path, x_axis: str) -> tuple[list[float], list[float], st
         label = f"{cfg.algo.name} {cfg.model.name}"
         if cfg.data.get("unique_tokens") is not None:
             label += f" U={int(cfg.data.unique_tokens):,}"
+        # What else sets this run apart (a sweep axis): its config delta, short keys.
+        delta = (cfg.get("run_identity") or {}).get("config_delta") or {}
+        label += "".join(f" {'.'.join(str(k).split('.')[-2:])}={v}" for k, v in delta.items()
+                         if not str(k).startswith(("data.unique_tokens", "algo.")))
     return xs, ys, label
 
 
@@ -88,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         for run in args.runs:
             xs, ys, label = load_curve(run, args.x)
             ax.plot(xs, ys, marker="o", markersize=3, label=label)
+            best = min(range(len(ys)), key=ys.__getitem__)
+            print(f"{label}: best val/nll {ys[best]:.4f} at {args.x} {xs[best]:.3g}, "
+                  f"final {ys[-1]:.4f} at {xs[-1]:.3g}")
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
