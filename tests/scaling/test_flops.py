@@ -145,7 +145,11 @@ def test_duo_soft_inputs_match_flop_counter():
 def test_param_counts_match_model(d, n, h, v, adaln):
     with torch.device("meta"):
         model = DiT(v, d, n, h, adaln=adaln)
-    assert param_counts(dim=d, n_blocks=n, vocab_size=v, adaln=adaln) == count_params(model)
+    counts = param_counts(dim=d, n_blocks=n, vocab_size=v, adaln=adaln)
+    assert {k: counts[k] for k in ("params", "non_embedding_params")} == count_params(model)
+    # A dense model uses every parameter for every token.
+    assert counts["active_params"] == counts["params"]
+    assert counts["active_non_embedding_params"] == counts["non_embedding_params"]
     shape = dict(dim=d, n_blocks=n, n_heads=h, vocab_size=v, seq_len=128, adaln=adaln)
     six_n = flops_per_token(**shape, convention="6N")
     assert six_n == 6 * count_params(model)["non_embedding_params"]
