@@ -20,14 +20,15 @@ from tests.slurm.conftest import release_begin_time, squeue
 @pytest.mark.slow
 def test_sweep_requeues_on_time_limit_and_completes(slurm_env, tmp_path):
     steps = 150
-    # 3-minute jobs, USR2 120 s before the limit (up to ~30 s early): ~20-50 s of training
-    # per job; each run needs ~60 s (0.4 s/step), so at least two jobs.
+    # 3-minute jobs, USR2 120 s before the limit (up to ~30 s early): at most ~60 s of
+    # training per job; each run sleeps 75 s alone (0.5 s after each of 150 steps), so at
+    # least two jobs however fast the machine (0.3 s let an idle machine finish in one).
     launcher = ["hydra/launcher=slurm_cpu", "hydra.launcher.timeout_min=3",
                 "hydra.launcher.signal_delay_s=120", "hydra.launcher.cpus_per_task=1",
                 "hydra.launcher.max_num_timeout=8", f"hydra.sweep.dir={tmp_path}/sweep"]
     overrides = [*tiny_overrides(tmp_path / "sl", steps=steps, every=10), "seed=0,1",
                  "+callbacks.slow._target_=tests.resume.helpers.SlowSteps",
-                 "+callbacks.slow.seconds=0.3"]
+                 "+callbacks.slow.seconds=0.5"]
     sweep = subprocess.Popen([sys.executable, "-m", "src.train", "-m", *launcher, *overrides],
                              cwd=ROOT, env=slurm_env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
@@ -46,7 +47,7 @@ def test_sweep_requeues_on_time_limit_and_completes(slurm_env, tmp_path):
     for seed in (0, 1):
         run_dir = run_dir_of(tmp_path / "sl", steps, seed=seed)
         assert json.loads((run_dir / "result.json").read_text())["steps"] == steps
-        assert f"stopped by SIGUSR2" in logs, logs[-3000:]
+        assert "stopped by SIGUSR2" in logs, logs[-3000:]
     assert logs.count("stopped by SIGUSR2") >= 2  # at least one requeue per run
 
     # The requeued run equals an uninterrupted one (SlowSteps only changes timing).
