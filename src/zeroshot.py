@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from src.eval.zeroshot import (evaluate_set, prepared_file, run_seq_len, set_spec,
                                write_table)
+from src.export.import_model import as_run
 from src.runs.preflight import check_required
 from src.utils.cli import one_line_errors, run_cli
 from src.utils.resolvers import register_resolvers
@@ -27,11 +28,7 @@ register_resolvers()
 
 def zeroshot(cfg: DictConfig) -> dict[str, Any]:
     check_required(cfg)
-    ckpt = str(cfg.ckpt)
-    if Path(ckpt).is_dir() and (Path(ckpt) / "config.json").is_file():
-        from src.eval.harness import load_any
-
-        ckpt = str(load_any(ckpt).checkpoint_path)  # a Hugging Face folder, imported
+    ckpt = str(as_run(cfg.ckpt))  # a Hugging Face folder is imported first
     seq_len = int(cfg.seq_len or run_seq_len(ckpt))
     specs = {name: set_spec(str(name)) for name in cfg.sets}  # unknown names fail first
     rows = []

@@ -16,8 +16,6 @@ the same request scores the same in any order.
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,18 +26,6 @@ from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from src.algos.randomness import StepRandomness, derive_seed, make_generator
 from src.checkpoints import LoadedRun, load_run
 from src.samplers.factory import build_sampler
-
-
-def load_any(ckpt: str | Path) -> LoadedRun:
-    """A run dir / .ckpt, or a Hugging Face folder (imported into a temporary run)."""
-    path = Path(ckpt)
-    if path.is_dir() and (path / "config.json").is_file():
-        from src.export.import_model import import_model
-
-        out = Path(tempfile.mkdtemp(prefix="dlm_import_"))
-        import_model(path, out, [])
-        path = out
-    return load_run(path)
 
 
 @register_model("dlm_lab")
@@ -59,7 +45,9 @@ class LabLM(LM):
         if run is None:
             if ckpt is None:
                 raise ValueError("dlm_lab needs ckpt=<run dir | .ckpt | HF folder>")
-            run = load_any(ckpt)
+            from src.export.import_model import as_run
+
+            run = load_run(as_run(ckpt))
         self.run, self.algo = run, run.algo.to(device).eval()
         self.tok = run.datamodule.tokenizer
         # Rows per forward when scoring. lm-eval's own `batch_size` (requests per call) is
@@ -77,9 +65,10 @@ class LabLM(LM):
         u = derive_seed(self.seed, "lm_eval_u", key) / 2.0**63
         return StepRandomness(g, u, offset, self.mc_samples)
 
-    @torch.no_grad()
-    def score(self, context: list[int], continuation: list[int]) -> tuple[float, bool]:
-        """(log p or its ELBO, is_greedy) of `continuation` after `context` (token ids)."""
+    def _window(self, context: list[int], continuation: list[int]) -> tuple[torch.Tensor,
+                                                                             torch.Tensor, str]:
+        """(ids (1, L), scored (1, L) 0/1 on the continuation, request key) within the
+        model's length (AR: a start token when there is no context)."""
         if self.causal and not context:
             context = [self.tok.eos_id]  # AR reads a start token (EOS is its BOS)
         keep = self.max_length + (1 if self.causal else 0)  # AR reads ids[:-1]
@@ -88,16 +77,25 @@ class LabLM(LM):
         x = torch.tensor(ids, device=self.algo.device)[None]
         scored = torch.zeros_like(x)
         scored[:, len(ids) - n_cont:] = 1
-        key = repr((context[-keep:], continuation))
+        return x, scored, repr((context[-keep:], continuation))
+
+    @torch.no_grad()
+    def score(self, context: list[int], continuation: list[int]) -> float:
+        """log p of `continuation` after `context` (token ids); a diffusion model's ELBO."""
+        x, scored, key = self._window(context, continuation)
         rows = 1 if self.causal else self.mc_samples
         nll = 0.0
         for start in range(0, rows, self.mc_batch):
             n = min(self.mc_batch, rows - start)
             batch = {"input_ids": x.expand(n, -1), "attention_mask": scored.expand(n, -1)}
             nll += float(self.algo.loss(batch, self._randomness(key, start)).nll_sum)
-        return -nll / rows, self._is_greedy(x, scored.bool())
+        return -nll / rows
 
-    def _is_greedy(self, x: torch.Tensor, scored: torch.Tensor) -> bool:
+    @torch.no_grad()
+    def is_greedy(self, context: list[int], continuation: list[int]) -> bool:
+        """Whether one greedy call reproduces `continuation` (lm-eval's `is_greedy`)."""
+        x, scored, _ = self._window(context, continuation)
+        scored = scored.bool()
         algo, target = self.algo, x[scored]
         if self.causal:
             pred = algo.causal_logits(x[:, :-1]).argmax(-1)
@@ -118,7 +116,8 @@ class LabLM(LM):
         out = []
         for request in requests:
             context, continuation = request.args
-            out.append(self.score(self.tok.encode(context), self.tok.encode(continuation)))
+            ctx, cont = self.tok.encode(context), self.tok.encode(continuation)
+            out.append((self.score(ctx, cont), self.is_greedy(ctx, cont)))
         return out
 
     def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
@@ -134,7 +133,7 @@ class LabLM(LM):
                 # scores the document's own tokens only.
                 if not self.causal and context == [self.tok.eos_id]:
                     context = []
-                total += self.score(list(context), list(continuation))[0]
+                total += self.score(list(context), list(continuation))
             out.append(total)
         return out
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,17 @@ def import_model(source: str | Path, out: str | Path, overrides: list[str]) -> d
                "vocab_size": tok.vocab_size, "seq_len": int(cfg.data.seq_len)}
     (Path(out) / "import.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+def as_run(ckpt: str | Path) -> Path:
+    """A run dir / .ckpt as given; a Hugging Face folder imported into a temporary run dir
+    (what evaluate / lm_eval / zeroshot read)."""
+    path = Path(ckpt)
+    if path.is_dir() and (path / "config.json").is_file():
+        out = Path(tempfile.mkdtemp(prefix="dlm_import_"))
+        import_model(path, out, [])
+        return out
+    return path
 
 
 def main(argv: list[str]) -> None:
