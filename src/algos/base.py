@@ -110,7 +110,7 @@ class Algo(L.LightningModule):
         torch.manual_seed(derive_seed(self.seed, "dropout", step, offset))
         moe_losses = getattr(self.backbone, "moe_losses", None)
         if moe_losses is not None:
-            moe_losses()  # drop what forwards outside training (sampling) may have left
+            moe_losses()  # drop stats of any grad-enabled forward made outside this step
         out = self.loss(batch, self._train_randomness(batch_size))
         moe = moe_losses() if moe_losses is not None else None
         if moe is not None:  # mixture of experts: load balance + router z-loss (moe.py)

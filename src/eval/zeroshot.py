@@ -20,12 +20,12 @@ from omegaconf import OmegaConf
 
 from src.checkpoints import resolve_checkpoint
 from src.data.detokenizers import get_detokenizer
+from src.data.local_files import infer_source
 from src.resume.checkpoint_file import load_checkpoint_file
 from src.runs.identity import compose_config
 from src.utils.cli import CONFIG_DIR, UserError
 
 COLUMNS = ("set", "docs", "tokens", "bytes", "nll", "ppl", "bpb", "bits_per_token", "is_bound")
-LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
 
 def set_spec(name: str) -> dict[str, Any]:
@@ -43,8 +43,8 @@ def raw_documents(name: str, spec: dict[str, Any], local: str | None,
 
     field = spec["text_field"]
     if local:
-        builder = LOCAL_FORMATS.get(Path(local).suffix)
-        if builder is None:
+        builder = infer_source(local)  # the data layer's extension rule
+        if builder not in ("json", "parquet"):  # a hub set's columns need a table format
             raise UserError(f"local.{name}={local}: use a .jsonl, .json or .parquet file")
         ds = datasets.load_dataset(builder, data_files={"test": str(local)}, split="test")
     else:
