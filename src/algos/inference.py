@@ -170,7 +170,7 @@ ALGO_ARGS: dict[str, tuple[str, ...]] = {
 def build_denoiser(backbone: nn.Module, spec: dict[str, Any]) -> Denoiser:
     """The denoiser an exported model (or an import) describes: `spec` holds `algo`,
     `vocab_size`, `mask_id`, `eos_id`, the algo's `ALGO_ARGS` and (diffusion) `noise`, a
-    `noise_spec` dict."""
+    `noise_from_spec` dict."""
     name = str(spec["algo"])
     if name not in DENOISERS:
         raise ValueError(f"unknown algo {name!r}: one of {sorted(DENOISERS)}")

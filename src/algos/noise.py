@@ -103,15 +103,9 @@ SCHEDULES: dict[str, type[NoiseSchedule]] = {
     cls.__name__: cls for cls in (LogLinear, Linear, Poly2, Cosine)}
 
 
-def noise_spec(noise: NoiseSchedule) -> dict[str, object]:
-    """A JSON-able description of a schedule (class name + constructor arguments)."""
-    if isinstance(noise, AlphaScaled):
-        raise ValueError("store the base schedule and alpha_0, not AlphaScaled")
-    return {"class": type(noise).__name__, **vars(noise)}
-
-
 def noise_from_spec(spec: dict[str, object]) -> NoiseSchedule:
-    """Inverse of `noise_spec`."""
+    """A schedule from {"class": LogLinear | Linear | Poly2 | Cosine, **its arguments} (what
+    an export's config.json stores, src/export/hf_export.py)."""
     kwargs = dict(spec)
     name = str(kwargs.pop("class"))
     if name not in SCHEDULES:

@@ -33,11 +33,10 @@ from src.builders import build_algo, build_backbone, build_datamodule
 from src.export.reference import from_reference, is_reference, shape_facts, strip_prefixes
 from src.resume.checkpoint_file import save_checkpoint_file
 from src.runs.identity import compose_train
-from src.utils.cli import UserError
+from src.utils.cli import CONFIG_DIR, UserError, group_options
 
 #: Hugging Face `model_type` of the reference family -> this repo's algo.
 REFERENCE_ALGOS = {"mdlm": "mdlm", "udlm": "duo", "duo": "duo"}
-NOISE_FILES = {"LogLinear": "log_linear", "Linear": "linear", "Poly2": "poly2", "Cosine": "cosine"}
 GPT2_VOCAB = 50258  # GPT-2's 50257 ids + [MASK], what MDLM / DUO OpenWebText models use
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -79,6 +78,15 @@ def _weights_in(folder: Path) -> dict[str, torch.Tensor]:
                     "them first)")
 
 
+def noise_config(class_name: str) -> str:
+    """The configs/noise file whose `_target_` is that schedule class."""
+    for name in group_options("noise"):
+        target = str(OmegaConf.load(CONFIG_DIR / "noise" / f"{name}.yaml")["_target_"])
+        if target.rsplit(".", 1)[-1] == class_name:
+            return name
+    raise UserError(f"no configs/noise file for schedule {class_name!r}")
+
+
 def dotted(prefix: str, values: dict[str, Any]) -> list[str]:
     """Hydra overrides `prefix.key=value` for a nested dict (None as null)."""
     out = []
@@ -100,7 +108,7 @@ def _lab_export(folder: Path, config: dict[str, Any]) -> Source:
                   if k not in ("algo", "vocab_size", "mask_id", "eos_id", "noise")]
     if "noise" in algo:
         noise = dict(algo["noise"])
-        overrides.append(f"noise@algo.noise={NOISE_FILES[noise.pop('class')]}")
+        overrides.append(f"noise@algo.noise={noise_config(str(noise.pop('class')))}")
         overrides += [f"algo.noise.{k}={v}" for k, v in noise.items()]
     record = dict(config.get("lab", {}).get("tokenizer") or {})
     kind = record.pop("kind", None)
