@@ -3,7 +3,11 @@
 Usage:
     python scripts/fit_scaling_laws.py CSV_OR_RUN_ROOT [--out plots/] [--json]
         [--group algo[,optim.lr,...]] [--params-col params] [--n-boot 200] [--seed 0] [--no-plots]
-        [--max-epochs 1] [--allow-unbracketed]
+        [--max-epochs 1] [--allow-unbracketed] [--reference ar]
+
+Per group: IsoFLOP laws N_opt ~ C^a, D_opt ~ C^b with bootstrap CIs and the loss frontier
+L_opt ~ C^gamma; the parametric and data-constrained laws; and, against the reference group,
+the compute multiplier each other group needs to reach the reference's frontier loss.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Scripts are not a package: make `src` importable when run from anywhere.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.scaling.analyze import analyze  # noqa: E402
+from src.scaling.analyze import analyze, compute_multipliers  # noqa: E402
 from src.scaling.collect import collect_runs  # noqa: E402
 from src.scaling.report import summary_text, to_dict, to_jsonable  # noqa: E402
 from src.scaling.table import (  # noqa: E402
@@ -54,6 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="runs with up to this many epochs count as fresh data for the IsoFLOP "
                         "and parametric fits (default 1; more repetition goes to the "
                         "data-constrained fit only)")
+    p.add_argument("--reference", default=None,
+                   help="group whose IsoFLOP loss frontier the others' compute multipliers are "
+                        "measured against (default: ar when it is a group)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     return p.parse_args(argv)
 
@@ -86,6 +93,16 @@ def main(argv: list[str] | None = None) -> int:
                           n_boot=args.n_boot, seed=args.seed,
                           allow_unbracketed=args.allow_unbracketed,
                           max_epochs=args.max_epochs)
+        multipliers = []
+        names = {r.name for r in results}
+        reference = args.reference or ("ar" if "ar" in names and len(names) > 1 else None)
+        if reference is not None:
+            try:
+                multipliers = compute_multipliers(results, reference)
+            except ValueError as err:
+                if args.reference:  # asked for explicitly: an error; implied: a note
+                    raise
+                print(f"note: no compute multipliers: {err}", file=sys.stderr)
     except (MissingColumnsError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -94,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         from src.scaling.plot import plot_all  # matplotlib only when plotting
 
         plots = [str(p) for p in plot_all(results, args.out)]
-    report = to_dict(results, source=str(args.source), group_col=group_col,
+    report = to_dict(results, multipliers, source=str(args.source), group_col=group_col,
                      params_col=args.params_col, n_boot=args.n_boot, seed=args.seed)
     report["plots"] = plots
     if args.json:

@@ -14,7 +14,14 @@ from src.scaling.data_constrained import (
     fit_data_constrained,
     unique_and_repeats,
 )
-from src.scaling.isoflop import IsoFlopFit, fit_isoflop
+from src.scaling.frontier import (
+    IsoFlopCI,
+    Multiplier,
+    bootstrap_isoflop,
+    compute_multiplier,
+    fit_frontier,
+)
+from src.scaling.isoflop import IsoFlopFit, PowerLaw, fit_isoflop
 from src.scaling.parametric import ParametricFit, fit_parametric, unconstrained_reason
 from src.scaling.table import FitError, prepare_table, split_groups
 from src.scaling.threads import single_blas_thread
@@ -65,6 +72,9 @@ class GroupResult:
         isoflop: Approach-2 fit (its ``reason`` is set when the laws are missing).
         parametric: Approach-3 fit or why it was skipped.
         data_constrained: Repetition fit or why it was skipped.
+        isoflop_ci: Bootstrap intervals of the IsoFLOP laws (None without laws or n_boot 0).
+        frontier: L_opt = k C^exponent through the IsoFLOP minima (None without laws).
+        allow_unbracketed: Whether extrapolated minima entered the laws.
     """
 
     name: str
@@ -72,6 +82,9 @@ class GroupResult:
     isoflop: IsoFlopFit
     parametric: ParametricResult | Skipped
     data_constrained: DataConstrainedFit | Skipped
+    isoflop_ci: IsoFlopCI | None = None
+    frontier: PowerLaw | None = None
+    allow_unbracketed: bool = False
 
 
 def single_epoch_mask(df: pd.DataFrame, max_epochs: float = 1.0) -> np.ndarray:
@@ -122,6 +135,9 @@ def analyze_group(
     isoflop = fit_isoflop(fresh, allow_unbracketed=allow_unbracketed)
     if isoflop.reason:
         log.warning("group %s: IsoFLOP laws skipped: %s", name, isoflop.reason)
+    frontier = fit_frontier(isoflop.used(allow_unbracketed)) if isoflop.n_opt_law else None
+    isoflop_ci = bootstrap_isoflop(isoflop, n_boot=n_boot, seed=seed,
+                                   allow_unbracketed=allow_unbracketed)
     parametric: ParametricResult | Skipped
     try:
         fit = fit_parametric(fresh["N"], fresh["D"], fresh["L"])
@@ -140,7 +156,28 @@ def analyze_group(
         data_constrained = fit_data_constrained(df, n_boot=n_boot, seed=seed)
     except FitError as err:
         data_constrained = Skipped(str(err))
-    return GroupResult(name, df, isoflop, parametric, data_constrained)
+    return GroupResult(name, df, isoflop, parametric, data_constrained, isoflop_ci, frontier,
+                       allow_unbracketed)
+
+
+def compute_multipliers(results: list[GroupResult], reference: str) -> list[Multiplier]:
+    """Compute multiplier of every other group with a frontier against `reference` (the
+    compute it needs for the loss the reference reaches at each of the reference's budgets).
+
+    Raises:
+        ValueError: When `reference` is not a group or has no frontier.
+    """
+    by_name = {r.name: r for r in results}
+    ref = by_name.get(reference)
+    if ref is None:
+        raise ValueError(f"--reference {reference!r} is not a group (have: {sorted(by_name)})")
+    if ref.frontier is None:
+        raise ValueError(f"reference group {reference!r} has no IsoFLOP frontier "
+                         f"({ref.isoflop.reason}): no multiplier against it")
+    budgets = [b.budget for b in ref.isoflop.used(ref.allow_unbracketed)]
+    return [compute_multiplier(reference, ref.frontier, budgets, r.name, r.frontier,
+                               ref.isoflop_ci, r.isoflop_ci)
+            for r in results if r.name != reference and r.frontier is not None]
 
 
 def analyze(

@@ -168,6 +168,43 @@ def plot_loss_vs_compute(results: list[GroupResult], path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_frontier(results: list[GroupResult], path: Path) -> Path:
+    """The IsoFLOP minima L_opt(C) of every group with their power-law frontiers, log-log:
+    one plot comparing how the groups scale (e.g. noise types, AR vs MDLM).
+
+    Args:
+        results: All groups (those without a frontier are left out).
+        path: Output PNG.
+
+    Returns:
+        ``path``.
+    """
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    colors = colormaps["tab10"]
+    for i, r in enumerate(results):
+        if r.frontier is None:
+            continue
+        used = r.isoflop.used(r.allow_unbracketed)
+        c = np.array([b.budget for b in used])
+        ax.plot(c, [b.loss_opt for b in used], "o", color=colors(i % 10))
+        grid = np.geomspace(c.min() / 1.5, c.max() * 1.5, 50)
+        ci = r.isoflop_ci.intervals.get("frontier_exponent") if r.isoflop_ci else None
+        spread = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+        ax.plot(grid, r.frontier(grid), "-", color=colors(i % 10),
+                label=f"{r.name}: L_opt ~ C^{r.frontier.exponent:.3f}{spread}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+        axis(FormatStrFormatter("%.2g"))
+    ax.set_xlabel("Compute C (FLOPs)")
+    ax.set_ylabel(f"IsoFLOP minimum: {LOSS_LABEL.lower()}")
+    ax.set_title("Compute-optimal loss frontier (IsoFLOP parabola minima)")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(fig, path)
+
+
 def _flag(res: ParametricResult) -> str:
     """Label suffix that keeps an unconstrained fit from passing for a result."""
     return " [unconstrained]" if res.unconstrained else ""
@@ -218,6 +255,8 @@ def plot_all(results: list[GroupResult], out_dir: str | Path) -> list[Path]:
     """
     out = Path(out_dir)
     paths = [plot_loss_vs_compute(results, out / "loss_vs_compute.png")]
+    if any(r.frontier is not None for r in results):
+        paths.append(plot_frontier(results, out / "frontier.png"))
     for r in results:
         name = slug(r.name)
         param = None  # an unconstrained law's allocation would read as a prediction

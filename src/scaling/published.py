@@ -14,3 +14,13 @@ QUOKKA_N_OPT = PowerLaw(coefficient=0.0216, exponent=0.514, n_points=0, r2=float
 QUOKKA_D_OPT = PowerLaw(coefficient=7.7, exponent=0.486, n_points=0, r2=float("nan"))
 
 PUBLISHED_LAWS: dict[str, ParametricFit] = {"chinchilla": CHINCHILLA, "quokka": QUOKKA}
+
+# IsoFLOP exponents (N_opt ~ C^a, D_opt ~ C^b): Chinchilla approach 2 (Hoffmann et al. 2022,
+# table 2) for AR; Quokka approach 1 (Ni et al. 2025) for masked diffusion.
+PUBLISHED_ISOFLOP: dict[str, tuple[float, float]] = {
+    "chinchilla approach 2 (AR)": (0.49, 0.51),
+    "quokka approach 1 (masked DLM)": (QUOKKA_N_OPT.exponent, QUOKKA_D_OPT.exponent),
+}
+# Compute a masked diffusion model needs to reach an AR model's validation loss: SMDM
+# (Nie et al. 2024, IsoFLOP study): about 16x.
+PUBLISHED_MULTIPLIERS: dict[str, float] = {"SMDM (Nie et al. 2024), MDM vs AR": 16.0}

@@ -9,9 +9,10 @@ import numpy as np
 
 from src.scaling.analyze import GroupResult, ParametricResult, Skipped
 from src.scaling.data_constrained import DataConstrainedFit
+from src.scaling.frontier import IsoFlopCI, Multiplier
 from src.scaling.isoflop import BudgetFit, IsoFlopFit, PowerLaw
 from src.scaling.parametric import ParametricFit, unconstrained_reason
-from src.scaling.published import PUBLISHED_LAWS
+from src.scaling.published import PUBLISHED_ISOFLOP, PUBLISHED_LAWS, PUBLISHED_MULTIPLIERS
 
 
 def _num(x: Any) -> float | None:
@@ -39,14 +40,27 @@ def _budget_dict(b: BudgetFit) -> dict[str, Any]:
     }
 
 
-def isoflop_dict(fit: IsoFlopFit) -> dict[str, Any]:
-    """JSON form of an IsoFLOP fit."""
+def isoflop_dict(fit: IsoFlopFit, ci: IsoFlopCI | None = None,
+                 frontier: PowerLaw | None = None) -> dict[str, Any]:
+    """JSON form of an IsoFLOP fit, its bootstrap intervals and its loss frontier."""
     return {
         "status": "skipped" if fit.reason else "ok", "reason": fit.reason,
         "budgets": [_budget_dict(b) for b in fit.budgets],
         "N_opt_law": law_dict(fit.n_opt_law, "N_opt"),
         "D_opt_law": law_dict(fit.d_opt_law, "D_opt"),
+        "frontier": law_dict(frontier, "L_opt"),
+        "ci": None if ci is None else {
+            "level": ci.level, "n_boot": ci.n_boot, "n_ok": ci.n_ok,
+            **{k: [_num(v) for v in pair] for k, pair in ci.intervals.items()}},
     }
+
+
+def multiplier_dict(m: Multiplier) -> dict[str, Any]:
+    """JSON form of a compute multiplier."""
+    return {"reference": m.reference, "group": m.group,
+            "C": [_num(c) for c in m.budgets], "loss": [_num(v) for v in m.losses],
+            "multiplier": [_num(v) for v in m.values],
+            "ci": None if m.ci is None else [[_num(a), _num(b)] for a, b in m.ci]}
 
 
 def law_params(fit: ParametricFit) -> dict[str, Any]:
@@ -91,14 +105,19 @@ def data_constrained_dict(res: DataConstrainedFit | Skipped) -> dict[str, Any]:
     }
 
 
-def to_dict(results: list[GroupResult], **meta: Any) -> dict[str, Any]:
-    """Whole report: ``meta`` (source, options), per-group fits, published laws."""
+def to_dict(results: list[GroupResult], multipliers: list[Multiplier] | None = None,
+            **meta: Any) -> dict[str, Any]:
+    """Whole report: ``meta`` (source, options), per-group fits, compute multipliers against
+    the reference group, published laws."""
     return {
         **meta,
+        "compute_multipliers": [multiplier_dict(m) for m in multipliers or []],
+        "published_multipliers": PUBLISHED_MULTIPLIERS,
+        "published_isoflop": {k: {"a": a, "b": b} for k, (a, b) in PUBLISHED_ISOFLOP.items()},
         "groups": {
             r.name: {
                 "n_rows": len(r.table),
-                "isoflop": isoflop_dict(r.isoflop),
+                "isoflop": isoflop_dict(r.isoflop, r.isoflop_ci, r.frontier),
                 "parametric": parametric_dict(r.parametric),
                 "data_constrained": data_constrained_dict(r.data_constrained),
             }
@@ -122,8 +141,13 @@ def _isoflop_lines(iso: dict[str, Any]) -> list[str]:
         note = f" ({b['reason']})" if b["reason"] else ""
         lines.append(f"  IsoFLOP C={b['C']:.3g}: {b['n_runs']} runs, {b['status']}{where}{note}")
     if iso["status"] == "ok":
-        lines.append(f"  IsoFLOP laws: {iso['N_opt_law']['formula']}, "
-                     f"{iso['D_opt_law']['formula']}")
+        ci = iso.get("ci")
+        level = f" ({100 * ci['level']:.0f}% CI, {ci['n_ok']}/{ci['n_boot']} boot)" if ci else ""
+        lines.append(f"  IsoFLOP laws{level}: {iso['N_opt_law']['formula']}"
+                     f"{_fmt_ci(ci, 'a')}, {iso['D_opt_law']['formula']}{_fmt_ci(ci, 'b')}")
+        if iso.get("frontier"):
+            lines.append(f"  Loss frontier: {iso['frontier']['formula']}"
+                         f"{_fmt_ci(ci, 'frontier_exponent')}")
     else:
         lines.append(f"  IsoFLOP laws skipped: {iso['reason']}")
     return lines
@@ -165,9 +189,20 @@ def summary_text(report: dict[str, Any]) -> str:
         lines += _isoflop_lines(g["isoflop"])
         lines += _parametric_lines(g["parametric"])
         lines += _data_constrained_lines(g["data_constrained"])
+    for m in report.get("compute_multipliers", []):
+        cells = []
+        for i, (c, v) in enumerate(zip(m["C"], m["multiplier"])):
+            ci = "" if m["ci"] is None else f" [{m['ci'][i][0]:.3g}, {m['ci'][i][1]:.3g}]"
+            cells.append(f"{v:.3g}x{ci} at C={c:.3g}")
+        lines.append(f"compute multiplier {m['group']} vs {m['reference']} "
+                     f"(compute to reach {m['reference']}'s frontier loss): " + "; ".join(cells))
     pub = ", ".join(f"{n}: alpha {v['alpha']:.3g} beta {v['beta']:.3g} a {v['a']:.3f}"
                     for n, v in report["published"].items())
     lines.append(f"published: {pub}")
+    iso = ", ".join(f"{n}: a {v['a']:.3g} b {v['b']:.3g}"
+                    for n, v in report.get("published_isoflop", {}).items())
+    mult = ", ".join(f"{n}: {v:g}x" for n, v in report.get("published_multipliers", {}).items())
+    lines.append(f"published IsoFLOP exponents: {iso}; published multipliers: {mult}")
     return "\n".join(lines)
 
 

@@ -50,7 +50,13 @@ def test_json_report_and_plots(two_group_csv, tmp_path):
         assert par["a"] + par["b"] == pytest.approx(1.0)
         assert par["ci"]["n_boot"] == 8 and len(par["ci"]["alpha"]) == 2
         assert g["data_constrained"] == {"status": "skipped", "reason": "no unique_tokens column"}
-    expected = {"loss_vs_compute.png"} | {f"{kind}_{g}.png" for kind in
+        lo, hi = iso["ci"]["a"]
+        assert lo < iso["N_opt_law"]["exponent"] < hi and iso["ci"]["n_boot"] == 8
+        assert iso["frontier"]["exponent"] < 0
+    # ar is a group: the other groups' compute multipliers are measured against it.
+    (mult,) = report["compute_multipliers"]
+    assert mult["reference"] == "ar" and mult["group"] == "mdlm" and len(mult["C"]) == 7
+    expected = {"loss_vs_compute.png", "frontier.png"} | {f"{kind}_{g}.png" for kind in
                                           ("isoflop", "optimal", "parametric") for g in
                                           ("ar", "mdlm")}
     assert {Path(p).name for p in report["plots"]} == expected

@@ -1,0 +1,128 @@
+"""Data-constrained crossover: where does the challenger's best loss drop below the baseline's?
+
+Usage:
+    python scripts/crossover.py RUN_ROOT [--out docs/figures/crossover] [--baseline ar]
+        [--challenger mdlm] [--json]
+
+Collects the finished runs under RUN_ROOT (diverged runs are reported and left out), reads each
+one's validation curve, and writes into --out: curves_epochs.png and curves_flops.png (one
+panel per data budget U), best.png (best loss against repetitions), crossover.md (the table)
+and crossover.json. Series are the algo plus any other swept key (``ar dropout=0.1``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+# Scripts are not a package: make `src` importable when run from anywhere.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from src.scaling.collect import collect_runs  # noqa: E402
+from src.scaling.crossover import (  # noqa: E402
+    Crossover,
+    best_table,
+    find_crossover,
+    summarize,
+    to_dict,
+)
+from src.scaling.curves import load_curve  # noqa: E402
+
+NOTE = ("Diffusion losses are NELBOs, upper bounds on the NLL; AR losses are exact NLLs "
+        "on the same held-out tokens.")
+
+
+def markdown(summary, crossover: Crossover | None) -> str:
+    """The per-U table (best loss mean [min, max] over seeds, epoch of the best) and the
+    crossover sentence."""
+    series = sorted(set(summary["series"]))
+    lines = ["| U | repetitions | " + " | ".join(f"{s} best (epoch)" for s in series) + " |",
+             "|---|---|" + "---|" * len(series)]
+    for u, rows in summary.groupby("unique_tokens"):
+        cells = []
+        for s in series:
+            r = rows[rows["series"] == s]
+            if r.empty:
+                cells.append("-")
+                continue
+            r = r.iloc[0]
+            spread = (f" [{r.best_loss_min:.3f}, {r.best_loss_max:.3f}]"
+                      if r.n_seeds > 1 else "")
+            cells.append(f"{r.best_loss:.3f}{spread} ({r.best_epoch:.0f})")
+        lines.append(f"| {int(u):,} | {rows['repetitions'].mean():.0f} | " + " | ".join(cells) + " |")
+    lines += ["", NOTE, "", crossover_sentence(crossover) if crossover else ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def crossover_sentence(c: Crossover) -> str:
+    """One paragraph: where the challenger wins for good, per seed, and the fits' crossing."""
+    if c.repetitions is None:
+        text = (f"No crossover: {c.challenger}'s mean best loss is not below {c.baseline}'s at "
+                "the most repeated budget.")
+    elif c.below_range:
+        text = (f"{c.challenger} is below {c.baseline} at every sampled budget, down to "
+                f"{c.repetitions:.0f} repetitions: the crossover lies below the sampled range.")
+    else:
+        text = (f"Crossover: from {c.repetitions:.0f} repetitions on, {c.challenger}'s mean best "
+                f"loss is below {c.baseline}'s (zero of the gap, log-linear between budgets: "
+                f"{c.interpolated:.0f} repetitions).")
+    seeds = ", ".join(f"seed {k}: {'none' if v is None else f'{v:.0f}'}"
+                      for k, v in c.per_seed.items())
+    if seeds:
+        text += f" Per seed: {seeds}."
+    ext = c.extrapolated
+    if ext is not None and ext.repetitions is not None:
+        text += (f" The fits best(U) = E + B U^-beta cross at U = {ext.unique_tokens:,.0f} "
+                 f"({ext.repetitions:.1f} repetitions of this budget).")
+    elif ext is not None:
+        text += f" Fits of best loss against U: {ext.reason}."
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Collect, compare, write the figures and the table."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run_root", type=Path, help="folder of the runs (e.g. runs/crossover_cpu)")
+    p.add_argument("--out", type=Path, default=Path("plots/crossover"), help="output folder")
+    p.add_argument("--baseline", default="ar", help="series to beat (default ar)")
+    p.add_argument("--challenger", default="mdlm", help="series that repeats data better")
+    p.add_argument("--json", action="store_true", help="print the JSON report instead")
+    args = p.parse_args(argv)
+    try:
+        found = collect_runs(args.run_root)
+        if found.table.empty:
+            raise ValueError(f"{args.run_root}: no finished run (result.json) found")
+        curves = [load_curve(args.run_root / d) for d in found.table["run_dir"]]
+        table = best_table(curves)
+        crossover = find_crossover(table, args.baseline, args.challenger)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for run_dir, reason in sorted(found.failed.items()):
+        print(f"left out (failed, not a result): {run_dir}: {reason}", file=sys.stderr)
+    summary = summarize(table)
+    from src.scaling.crossover_plot import plot_best, plot_curves  # matplotlib only here
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    written = [plot_curves(curves, args.out / "curves_epochs.png", "epochs"),
+               plot_best(summary, crossover, args.out / "best.png")]
+    if all(c.flops is not None for c in curves):
+        written.append(plot_curves(curves, args.out / "curves_flops.png", "flops"))
+    text = markdown(summary, crossover)
+    (args.out / "crossover.md").write_text(text)
+    report = to_dict(crossover, summary)
+    report["runs"] = table.to_dict(orient="records")
+    (args.out / "crossover.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    if args.json:
+        print(json.dumps(report, indent=2, default=float))
+    else:
+        print(text)
+        for path in [*written, args.out / "crossover.md", args.out / "crossover.json"]:
+            print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

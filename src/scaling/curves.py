@@ -1,0 +1,167 @@
+"""Validation curves of a run: val/nll against steps, tokens, FLOPs and epochs.
+
+A run folder of ``src.train`` holds ``logs/metrics.csv`` (``val/nll`` rows at each validation,
+``perf/tokens`` and ``perf/flops`` where training logged them), ``config.yaml`` and, once
+finished, ``result.json``. Diffusion runs report a bound (NELBO), AR runs the exact NLL.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+X_AXES: tuple[str, ...] = ("step", "tokens", "flops", "epochs")
+
+
+@dataclass
+class ValCurve:
+    """One run's validation curve.
+
+    Attributes:
+        run_dir: The run folder.
+        algo: ``cfg.algo.name`` (None without config.yaml).
+        label: A readable name: algo, model, data budget and the sweep axes of the run.
+        unique_tokens: Tokens in one epoch of the training data, when the run had a data budget.
+        steps: Optimizer step of each validation.
+        nll: ``val/nll`` at each validation (nats per token).
+        tokens: Training tokens seen at each validation (None when unknown).
+        flops: Training FLOPs spent at each validation (None when unknown).
+        delta: The run's config delta (the keys its folder hash stands for).
+        seed: ``cfg.seed`` (None without config.yaml).
+    """
+
+    run_dir: Path
+    algo: str | None
+    label: str
+    unique_tokens: int | None
+    steps: np.ndarray
+    nll: np.ndarray
+    tokens: np.ndarray | None = None
+    flops: np.ndarray | None = None
+    delta: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+
+    @property
+    def epochs(self) -> np.ndarray | None:
+        """Passes over the unique training tokens at each validation (None without a budget)."""
+        if self.tokens is None or not self.unique_tokens:
+            return None
+        return self.tokens / float(self.unique_tokens)
+
+    def x(self, axis: str) -> np.ndarray:
+        """The abscissa named `axis` (one of X_AXES); ValueError names the fix when unknown."""
+        values = {"step": self.steps, "tokens": self.tokens, "flops": self.flops,
+                  "epochs": self.epochs}[axis]
+        if values is None:
+            raise ValueError(f"{self.run_dir}: cannot compute {axis} (no config.yaml, no "
+                             "perf/flops column, or no data budget for epochs): use --x step")
+        return values
+
+    @property
+    def best_index(self) -> int:
+        """Index of the lowest validation loss (the first one on ties)."""
+        return int(np.argmin(self.nll))
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        out = float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+    return out if out is None or math.isfinite(out) else None
+
+
+def _per_step(rows: list[dict[str, str]], column: str) -> dict[int, float]:
+    return {int(r["step"]): v for r in rows if (v := _float(r.get(column))) is not None}
+
+
+def _at(step: int, logged: dict[int, float], per_step: float | None) -> float | None:
+    """A cumulative counter at `step`: as logged at that step, else interpolated linearly
+    through the origin from the nearest logged step, else step count x per-step amount."""
+    if step in logged:
+        return logged[step]
+    if logged:
+        near = min(logged, key=lambda s: abs(s - step))
+        if near >= 0:
+            return logged[near] * (step + 1) / (near + 1)
+    return None if per_step is None else (step + 1) * per_step
+
+
+def load_curve(run_dir: str | Path) -> ValCurve:
+    """Read a run folder's validation curve.
+
+    Args:
+        run_dir: A ``src.train`` run folder.
+
+    Returns:
+        The curve, one point per validation step.
+
+    Raises:
+        FileNotFoundError: Without ``logs/metrics.csv``.
+        ValueError: When the metrics hold no ``val/nll`` row.
+    """
+    from omegaconf import OmegaConf  # config reading only; the analysis stays numpy
+
+    run_dir = Path(run_dir)
+    metrics = run_dir / "logs" / "metrics.csv"
+    if not metrics.exists():
+        raise FileNotFoundError(f"{metrics} not found: pass run directories of src.train "
+                                "(with logger=csv, the default)")
+    with metrics.open() as fh:
+        rows = list(csv.DictReader(fh))
+    cfg = OmegaConf.load(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else None
+    result_path = run_dir / "result.json"
+    result = json.loads(result_path.read_text()) if result_path.exists() else {}
+    seq_len = int(cfg.data.seq_len) if cfg is not None else None
+    tokens_per_step = int(cfg.training.global_batch_size) * seq_len if cfg is not None else None
+    flops_per_token = result.get("flops_per_token")
+    flops_per_step = (None if flops_per_token is None or tokens_per_step is None
+                      else float(flops_per_token) * tokens_per_step)
+    unique = result.get("unique_tokens")
+    if unique is None and cfg is not None and cfg.data.get("unique_tokens") is not None:
+        unique = math.ceil(int(cfg.data.unique_tokens) / seq_len) * seq_len
+    logged_tokens, logged_flops = _per_step(rows, "perf/tokens"), _per_step(rows, "perf/flops")
+    steps, nll, tokens, flops, seen = [], [], [], [], set()
+    for r in rows:
+        value, step = _float(r.get("val/nll")), int(r["step"])
+        if value is None or step in seen:
+            continue
+        seen.add(step)
+        steps.append(step)
+        nll.append(value)
+        tokens.append(_at(step, logged_tokens, tokens_per_step))
+        flops.append(_at(step, logged_flops, flops_per_step))
+    if not nll:
+        raise ValueError(f"{metrics} has no val/nll rows: validate during training "
+                         "(training.val_every_n_steps)")
+    delta = dict(((cfg.get("run_identity") or {}).get("config_delta") or {})) if cfg else {}
+    return ValCurve(
+        run_dir=run_dir, algo=str(cfg.algo.name) if cfg is not None else None,
+        label=curve_label(cfg, delta) if cfg is not None else run_dir.name,
+        unique_tokens=int(unique) if unique else None,
+        steps=np.asarray(steps), nll=np.asarray(nll, float),
+        tokens=None if None in tokens else np.asarray(tokens, float),
+        flops=None if None in flops else np.asarray(flops, float),
+        delta=delta, seed=int(cfg.seed) if cfg is not None else None,
+    )
+
+
+def curve_label(cfg: Any, delta: dict[str, Any]) -> str:
+    """`algo model [U=...] [axis=value ...]`: what sets a run apart in a legend (its config
+    delta with short keys; the data budget and the algo name are said once)."""
+    label = f"{cfg.algo.name} {cfg.model.name}"
+    if cfg.data.get("unique_tokens") is not None:
+        label += f" U={int(cfg.data.unique_tokens):,}"
+    return label + "".join(f" {short_key(k)}={v}" for k, v in delta.items()
+                           if not str(k).startswith(("data.unique_tokens", "algo.name")))
+
+
+def short_key(key: str) -> str:
+    """The last two parts of a dotted config key (``model.dropout``, ``algo.mix_shift``)."""
+    return ".".join(str(key).split(".")[-2:])
