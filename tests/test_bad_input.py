@@ -36,6 +36,8 @@ TRAIN_CASES = [  # (overrides, what the one line must say)
     (["model.parameterization=ntk"], "unknown model.parameterization 'ntk'"),
     (["optim.optimizer=nope.Adam"], "optim.optimizer='nope.Adam' cannot be imported"),
     (["data.batch_size=0"], "data.batch_size=0 must be a whole number >= 1"),
+    (["algo=gidd", "model.adaln=false"],
+     "algo.time_conditioning=true but model.adaln=false: the plain GPT backbone has no time"),
     (["data.seq_len=1"], "data.seq_len must be >= 2"),
     (["data.seq_len=4096"], "data.seq_len=4096 is longer than model 0.13M's max_seq_len=512"),
     (["training.global_batch_size=6"], "training.global_batch_size=6 is not a multiple of"),

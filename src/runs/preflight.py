@@ -68,6 +68,10 @@ def check_train_config(cfg: DictConfig) -> None:
                  f"training.{key}={t[key]} must be a whole number >= {low}")
     ema = _number(t.ema)
     _require(ema is not None and 0 <= ema < 1, f"training.ema={t.ema} must be in [0, 1) (0 = off)")
+    _require(not (cfg.algo.get("time_conditioning") and cfg.model.get("adaln") is False),
+             f"algo.time_conditioning=true but model.adaln=false: the plain GPT backbone has no "
+             f"time input, so {cfg.algo.name} would silently train without the noise level; set "
+             f"algo.time_conditioning=false or model.adaln=true")
     check_device(cfg.trainer.accelerator, "trainer.accelerator")
     if str(cfg.model.attn_backend) == "flash":
         on_gpu = str(cfg.trainer.accelerator) in ("cuda", "gpu") or (
