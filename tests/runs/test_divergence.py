@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from src.callbacks.divergence import Diverged, loss_threshold
+from src.callbacks.divergence import Diverged, final_validation_failure, loss_threshold
 from src.callbacks.step_checkpoint import StepCheckpoint
 from src.scaling.collect import collect_runs
 from src.train import main as train_main
@@ -68,3 +68,11 @@ def test_thresholds():
     assert loss_threshold(None, 258) is None and loss_threshold(12, 258) == 12.0
     with pytest.raises(ValueError, match="must be > 0"):
         loss_threshold(-1, 258)
+
+
+def test_over_fitting_is_a_result_and_a_non_finite_validation_is_not():
+    # 43.3 nats > 4 ln 4096 = 33.3: AR at U=4096 after 600 epochs, training loss healthy.
+    assert final_validation_failure(43.31) is None
+    assert final_validation_failure(2.5) is None
+    assert "nan" in final_validation_failure(float("nan"))
+    assert "inf" in final_validation_failure(float("inf"))
