@@ -1,7 +1,8 @@
 """A run that diverged is marked failed (failed.json), never reported as a result.
 
 src.train writes the record when DivergenceGuard (src/callbacks/divergence.py) or the final
-validation finds a non-finite or exploding loss; a later job of the same run stops at once
+validation finds a training loss that is not finite or exploding, or a
+held-out NLL that is not finite; a later job of the same run stops at once
 with the same line; scripts/collect_runs.py lists failed runs apart from finished ones.
 """
 
