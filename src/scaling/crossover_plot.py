@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -47,6 +48,7 @@ def plot_curves(curves: list[ValCurve], path: Path, x_axis: str = "epochs") -> P
             labelled.add(name)
             ax.plot(xs[c.best_index], c.nll[c.best_index], "o", color=colors[name], ms=4)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # short ranges label minor ticks on top of each other
         ax.set_title(f"U = {u:,} tokens")
         ax.set_xlabel(X_LABELS[x_axis])
         ax.grid(alpha=0.3)
