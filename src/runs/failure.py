@@ -1,9 +1,9 @@
 """A run that diverged is marked failed (failed.json), never reported as a result.
 
-src.train writes the record when DivergenceGuard (src/callbacks/divergence.py) or the final
-validation finds a training loss that is not finite or exploding, or a
-held-out NLL that is not finite; a later job of the same run stops at once
-with the same line; scripts/collect_runs.py lists failed runs apart from finished ones.
+src.train writes the record when DivergenceGuard (src/callbacks/divergence.py) finds a
+training loss that is not finite or above `training.diverge_above`, or the final validation an
+NLL that is not finite; a later job of the same run stops at once with the same line;
+scripts/collect_runs.py lists failed runs apart from finished ones.
 """
 
 from __future__ import annotations
