@@ -20,6 +20,7 @@ from src.runs.preflight import check_device, check_required
 from src.results import emit
 from src.utils.resolvers import register_resolvers
 from src.utils.cli import one_line_errors, run_cli
+from src.utils.precision import resolve_precision
 from src.utils.runtime import setup_torch
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     trainer = L.Trainer(
         accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
         enable_progress_bar=True,
-        precision=run.cfg.trainer.precision,
+        precision=resolve_precision(run.cfg.trainer.precision, accelerator).value,
     )
     run.datamodule.val_max_batches = cfg.max_batches  # global cap: the same for any world size
     run.algo.token_bytes = token_byte_lengths(run.datamodule.tokenizer)

@@ -52,6 +52,8 @@ class RunResult:
     train_time_s: float
     wall_time_s: float
     tokens_per_s: float
+    precision: str          # the resolved trainer.precision (never `auto`)
+    precision_reason: str   # why: auto's hardware reason, the run's stored value, or as asked
     run_dir: str
     config_hash: str | None
     config_delta: dict[str, Any]

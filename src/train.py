@@ -18,6 +18,7 @@ from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from src.algos.base import nll_metrics
 from src.builders import build_algo, build_backbone, build_datamodule, build_trainer
 from src.checkpoints import load_run
 from src.callbacks.config_store import StoreConfig
@@ -43,10 +44,12 @@ from src.runs.identity import RunIdentity, assign_identity
 from src.runs.lineage import prepare_start
 from src.runs.lock import run_lock
 from src.runs.plan import plan_run
+from src.runs.precision import settle_precision
 from src.runs.preflight import check_train_config
 from src.samplers.factory import build_sampler
 from src.utils.resolvers import register_resolvers
 from src.utils.cli import one_line_errors, run_cli
+from src.utils.precision import PrecisionChoice
 from src.utils.runtime import inference_autocast, is_launch_rank_zero, setup_torch
 from src.utils.strategies import check_strategy_options
 
@@ -74,6 +77,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.run_dir)
     with run_lock(run_dir, float(cfg.training.lock_lease_s)):
         done = read_result(run_dir)
+        precision = settle_precision(cfg, run_dir)  # `auto` -> this machine's, or the run's own
         if is_launch_rank_zero():
             guard_run_config(run_dir, cfg, allow_change=bool(cfg.training.allow_config_change),
                              finished=done is not None)
@@ -91,7 +95,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # Record stop signals from here on (not only during fit): a signal that arrives while
         # data is tokenized still ends the job cleanly.
         with catching_stop_signals() as stops:
-            return _train(cfg, run_dir, stops)
+            return _train(cfg, run_dir, stops, precision)
 
 
 def _delta_note(identity: RunIdentity) -> str:
@@ -101,7 +105,8 @@ def _delta_note(identity: RunIdentity) -> str:
     return f" (differs from its readable path's defaults in: {items})"
 
 
-def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]:
+def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals,
+           precision: PrecisionChoice) -> dict[str, Any]:
     check_strategy_options(cfg.trainer.strategy, float(cfg.training.ema))
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -152,7 +157,7 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
     if preemption.stopped_at is not None and trainer.global_step < plan.max_steps:
         raise StoppedEarly(str(run_dir), trainer.global_step, preemption.signal_name,
                            stops.submitit_requeue_handler())
-    final = trainer.validate(algo, datamodule=dm, verbose=False)[0]
+    final = final_validation(trainer, algo, dm)
     failure = final_validation_failure(final["val/nll"])
     if failure is not None:
         raise mark_failed(cfg, run_dir, trainer.global_step, failure)
@@ -179,7 +184,8 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
         val_nll=final["val/nll"], val_bits_per_token=final["val/bits_per_token"],
         val_bpb=final.get("val/bpb"), val_ppl=final["val/ppl"],
         train_time_s=throughput.train_time_s, wall_time_s=time.time() - t0,
-        tokens_per_s=own_tokens / max(throughput.train_time_s, 1e-9), run_dir=str(run_dir),
+        tokens_per_s=own_tokens / max(throughput.train_time_s, 1e-9),
+        precision=precision.value, precision_reason=precision.reason, run_dir=str(run_dir),
         config_hash=cfg.run_identity.config_hash,
         config_delta=OmegaConf.to_container(cfg.run_identity.config_delta),
         config_changes=recorded_changes(run_dir), parent=lineage.parent,
@@ -194,6 +200,15 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals) -> dict[str, Any]
         write_json(run_dir / "samples.json", result["samples"])
         write_json(run_dir / RESULT_FILE, {k: v for k, v in result.items() if k != "samples"})
     return result
+
+
+def final_validation(trainer: L.Trainer, algo: Any, dm: Any) -> dict[str, float]:
+    """The end-of-run validation metrics. When the cadence already validated the final step
+    in this process, its numbers are the same computation (same weights, EMA, noise keys):
+    they are reused instead of running the whole split again."""
+    if algo.val_step == trainer.global_step and algo.val_totals[1] > 0:
+        return {f"val/{k}": v for k, v in nll_metrics(*algo.val_totals).items()}
+    return trainer.validate(algo, datamodule=dm, verbose=False)[0]
 
 
 def generate_samples(cfg: DictConfig, algo: Any, tok: Any) -> list[str]:

@@ -12,6 +12,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 torch.set_num_threads(2)
+torch.set_flush_denormal(True)  # as setup_torch does in every entry point (before any op)
 
 
 def train_tiny(root: Path, *overrides: str) -> dict:
