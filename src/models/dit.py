@@ -118,6 +118,8 @@ class DiT(nn.Module):
         attn_mask: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
         commit: bool = True,
+        select: torch.Tensor | None = None,
+        logit_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits for every position.
 
@@ -128,9 +130,13 @@ class DiT(nn.Module):
             positions: (L,) or (B, L) rotary positions; default 0..L-1 (offset by the cache).
             attn_mask: optional bool (B, 1|H, L, L_total) mask, True = attend (custom orders).
             kv_cache: cache to read and extend; `commit=False` reads without keeping the new KVs.
+            select: optional (B, L) bool: return logits only at these positions (a loss that
+                scores a subset skips the readout and softmax of the rest).
+            logit_bias: optional (V,) added to the readout's bias (e.g. -inf on [MASK]).
 
         Returns:
-            (B, L, V) logits (float32 unless run under autocast).
+            (B, L, V) logits, or (N, V) at the N selected positions in row-major order
+            (float32 unless run under autocast).
         """
         b, length = x.shape[:2]
         start = kv_cache.length if kv_cache is not None else 0
@@ -156,7 +162,7 @@ class DiT(nn.Module):
             )
         if kv_cache is not None and commit:
             kv_cache.commit()
-        return self.final(h, c)
+        return self.final(h, c, select, logit_bias)
 
 
 def count_params(model: nn.Module) -> dict[str, int]:

@@ -125,6 +125,14 @@ def model_forward_flops(
     return flops
 
 
+def skipped_readout_flops(*, dim: int, vocab_size: int, positions: int) -> float:
+    """Training FLOPs of the readout (d -> V matmul: forward 2 d V, backward 4 d V per token)
+    at `positions` tokens whose logits a loss never reads. Budgets book the full readout (the
+    model's cost, as the reference counts it); MDLM skips it at clean positions, which score
+    exactly 0 under SUBS (`DiT.forward(select=...)`), so its steps execute this much less."""
+    return 6.0 * dim * vocab_size * positions
+
+
 @dataclass(frozen=True)
 class BackbonePass:
     """One backbone forward an algorithm runs per training sequence (its cost interface:

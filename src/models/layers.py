@@ -160,9 +160,17 @@ class FinalLayer(nn.Module):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None, select: torch.Tensor | None = None,
+                logit_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, V) logits, or (N, V) for the N positions where `select` (B, L) is True;
+        `logit_bias` (V,) is added to every row (e.g. -inf on a token no row may predict)."""
         h = self.norm(x)
         if self.adaln is not None:
             shift, scale = self.adaln(c)[:, None].chunk(2, dim=-1)
             h = modulate(h, shift, scale)
-        return self.linear(h if self.output_scale == 1.0 else h * self.output_scale)
+        if select is not None:
+            h = h[select]  # the readout is per position: computing only the wanted rows is exact
+        if self.output_scale != 1.0:
+            h = h * self.output_scale
+        bias = self.linear.bias if logit_bias is None else self.linear.bias + logit_bias
+        return F.linear(h, self.linear.weight, bias)
