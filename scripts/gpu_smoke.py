@@ -1,12 +1,15 @@
-"""GPU smoke check: train, sample and evaluate a small run on CUDA with every attention backend.
+"""GPU smoke check: train, sample and evaluate small runs on CUDA: every attention backend,
+`trainer.precision=auto`, torch.compile, and 2-GPU DDP.
 
     python scripts/gpu_smoke.py                    # ar and mdlm x (flash if installed, sdpa, math)
-    python scripts/gpu_smoke.py --algos mdlm esolm --steps 50 --compile
+    python scripts/gpu_smoke.py --algos mdlm esolm --steps 50
 
-Each combination runs the real entry points in a subprocess (bf16-mixed, one GPU):
-`src.train` (which samples at the end under the training precision), `src.sample` and
-`src.evaluate`; the table gives each one's exit status and seconds, and the run's val NLL.
-Exits 1 if any failed; prints "skipped" and exits 0 where CUDA is not available.
+Each row runs the real entry points in a subprocess: `src.train` (which samples at the end
+under the training precision), `src.sample` and `src.evaluate`; it gives each one's exit
+status and seconds, the run's val NLL and the precision `auto` resolved to (bf16-mixed on
+sm80+, 32-true on V100 / T4). Rows: each algo x backend on one GPU; each algo with
+`training.compile=true` (SDPA); with 2+ GPUs, each algo under DDP on 2 GPUs. Exits 1 if any
+failed; prints "skipped" and exits 0 where CUDA is not available.
 """
 
 from __future__ import annotations
@@ -30,21 +33,24 @@ def _run(args: list[str]) -> tuple[bool, float, str]:
     return proc.returncode == 0, time.time() - t0, tail
 
 
-def check(algo: str, backend: str, steps: int, compile_: bool, root: Path) -> dict:
-    """Train + sample + evaluate one (algo, backend); returns a result row."""
+def check(algo: str, backend: str, steps: int, compile_: bool, root: Path,
+          devices: int = 1) -> dict:
+    """Train + sample + evaluate one (algo, backend, compile, devices); returns a result row."""
     common = [f"paths.log_dir={root}/runs", f"paths.cache_dir={root}/cache"]
-    train = ["src.train", f"algo={algo}", "model=1M", "trainer=gpu", "trainer.devices=1",
-             "trainer.precision=bf16-mixed", f"training.max_steps={steps}",
+    train = ["src.train", f"algo={algo}", "model=1M", "trainer=gpu", f"trainer.devices={devices}",
+             f"training.global_batch_size={32 * devices}", f"training.max_steps={steps}",
              f"model.attn_backend={backend}", f"training.compile={str(compile_).lower()}",
              "eval.num_samples=2", "eval.sample_steps=16", "training.val_max_batches=4",
              "trainer.enable_progress_bar=false", *common]
-    row = {"algo": algo, "backend": backend}
+    row = {"algo": algo, "backend": backend, "compile": compile_, "devices": devices}
     ok, row["train_s"], tail = _run(train)
     if not ok:
         return {**row, "ok": False, "failed": "train", "error": tail}
     run_dir = subprocess.run([sys.executable, "-m", "src.run_dir", *train[1:]], cwd=ROOT,
                              capture_output=True, text=True).stdout.strip()
-    row["val_nll"] = json.loads((Path(run_dir) / "result.json").read_text())["val_nll"]
+    result = json.loads((Path(run_dir) / "result.json").read_text())
+    row.update(val_nll=result["val_nll"], precision=result["precision"],
+               tokens_per_s=result["tokens_per_s"])
     for name, args in (("sample", ["src.sample", f"ckpt={run_dir}", "num_samples=2", "steps=16",
                                    f"out={root}/samples.json", *common]),
                        ("evaluate", ["src.evaluate", f"ckpt={run_dir}", "max_batches=4",
@@ -59,7 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--algos", nargs="+", default=["ar", "mdlm"])
     p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--compile", action="store_true", help="also torch.compile the backbone")
     args = p.parse_args(argv)
     import torch
 
@@ -70,10 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device {torch.cuda.get_device_name(0)}, torch {torch.__version__}, backends {backends}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for algo in args.algos:
-            for backend in backends:
-                rows.append(check(algo, backend, args.steps, args.compile, Path(tmp)))
-                print(json.dumps(rows[-1]), flush=True)
+        plan = [(algo, backend, False, 1) for algo in args.algos for backend in backends]
+        plan += [(algo, "sdpa", True, 1) for algo in args.algos]
+        if torch.cuda.device_count() >= 2:
+            plan += [(algo, "sdpa", False, 2) for algo in args.algos]
+        for algo, backend, compile_, devices in plan:
+            rows.append(check(algo, backend, args.steps, compile_, Path(tmp), devices))
+            print(json.dumps(rows[-1]), flush=True)
     failed = [r for r in rows if not r["ok"]]
     print(f"{len(rows) - len(failed)}/{len(rows)} passed")
     return 1 if failed else 0
