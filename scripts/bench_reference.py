@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+import warnings  # noqa: E402
+
 import torch  # noqa: E402
 
 from reference_dit import ReferenceDiT, reference_mdlm_loss  # noqa: E402
@@ -113,6 +115,8 @@ def main() -> None:
     p.add_argument("--out", help="also write the rows as JSON here")
     args = p.parse_args()
     setup_torch()
+    # The reference wraps its blocks in autocast("cuda"), a no-op that warns on a CPU.
+    warnings.filterwarnings("ignore", message=".*CUDA is not available.*")
     cpu = hardware().cpu
     print(f"CPU {cpu.model}: {torch.get_num_threads()} threads, bf16 units "
           f"{'yes' if cpu.native_bf16 else 'no'}, torch {torch.__version__}")

@@ -25,7 +25,7 @@ from src.builders import build_datamodule
 from src.models.attention import resolve_backend
 from src.runs.identity import compose_train
 from src.runs.plan import plan_run
-from src.utils.hardware import Hardware, flash_attn_status
+from src.utils.hardware import Hardware, flash_attn_status, onednn_bf16
 from src.utils.matmul_peak import matmul_peak
 from src.utils.precision import choose_precision, device_type, hardware
 from src.utils.runtime import setup_torch, torch_threads
@@ -57,11 +57,12 @@ def measure_peaks(hw: Hardware, device: str) -> dict[str, float]:
             "bf16": matmul_peak(device, torch.bfloat16, seconds=1.0, sizes=bf16_sizes) / 1e9}
 
 
-def predict_quickstart(device: str, precision: str) -> dict[str, float]:
+def predict_quickstart(device: str, precision: str,
+                       overrides: tuple[str, ...] = ()) -> dict[str, float]:
     """Time a few real training steps of `python -m src.train` and scale them to its run:
     its steps, and its validations over the tokens its validation split really has (the
     corpus is read and tokenized here as the quickstart would, then cached for it)."""
-    cfg = compose_train([])
+    cfg = compose_train(list(overrides))
     dm = build_datamodule(cfg)
     vocab = dm.tokenizer.vocab_size
     plan = plan_run(cfg, vocab)
@@ -92,7 +93,7 @@ def diagnose(predict: bool = True) -> dict[str, Any]:
     report: dict[str, Any] = {
         "cpu": {"model": cpu.model, "features": cpu.features(),
                 "native_bf16": cpu.native_bf16,
-                "onednn_bf16_supported": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+                "onednn_bf16_supported": onednn_bf16(),
                 "logical_cpus": cpu.logical_cpus, "physical_cores": cpu.physical_cores,
                 "memory_gib": round(cpu.memory_bytes / 2**30, 1)},
         "cuda": [{"index": d.index, "name": d.name, "capability": d.sm,
@@ -116,8 +117,9 @@ def format_report(r: dict[str, Any]) -> str:
     lines = [
         f"CPU      {cpu['model']}",
         f"         instruction sets: {', '.join(cpu['features']) or 'none detected'}",
-        f"         bf16 matmul units: {'yes' if cpu['native_bf16'] else 'no'} "
-        f"(oneDNN bf16 path: {'yes' if cpu['onednn_bf16_supported'] else 'no'})",
+        f"         fast bf16 matmuls: {'yes' if cpu['native_bf16'] else 'no'} (bf16 units: "
+        f"{'yes' if any('BF16' in f for f in cpu['features']) else 'no'}, oneDNN bf16 path: "
+        f"{'yes' if cpu['onednn_bf16_supported'] else 'no'})",
         f"         {cpu['physical_cores']} physical cores, {cpu['logical_cpus']} logical CPUs "
         f"usable, {cpu['memory_gib']} GiB memory",
     ]

@@ -21,8 +21,8 @@ SAPPHIRE = AVX2_ONLY | {"avx512f", "avx512_bf16", "amx_tile", "amx_bf16"}
 AVX512_NO_BF16 = AVX2_ONLY | {"avx512f", "avx512bw", "avx512_vnni"}  # Skylake / Cascade Lake
 
 
-def cpu(flags: frozenset[str]) -> CpuInfo:
-    return CpuInfo("mock CPU", flags, 2, 2, 2**34, cpu_native_bf16(flags))
+def cpu(flags: frozenset[str], onednn: bool = True) -> CpuInfo:
+    return CpuInfo("mock CPU", flags, 2, 2, 2**34, cpu_native_bf16(flags, onednn))
 
 
 def gpus(*capabilities: tuple[int, int]) -> tuple[CudaDevice, ...]:
@@ -39,6 +39,8 @@ def test_cpu_choice_follows_bf16_units(flags, expected):
     choice = P.choose_precision(Hardware(cpu(flags)), "cpu")
     assert choice.value == expected
     assert "CPU mock CPU" in choice.reason
+    # Units oneDNN may not use (DNNL_MAX_CPU_ISA=AVX2) are no units: bf16 is emulated there.
+    assert P.choose_precision(Hardware(cpu(flags, onednn=False)), "cpu").value == "32-true"
 
 
 @pytest.mark.parametrize("capabilities, expected", [

@@ -110,13 +110,22 @@ def _memory_bytes() -> int:
         return 0
 
 
-def cpu_native_bf16(flags: frozenset[str]) -> bool:
-    """Whether bf16 matmuls run on bf16 units here (see CpuInfo.native_bf16)."""
+def onednn_bf16() -> bool:
+    """Whether torch's oneDNN takes a bf16 path at all (False under DNNL_MAX_CPU_ISA=AVX2,
+    which turns a bf16 matmul into a 2 GFLOP/s emulation on a CPU that has the units)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def cpu_native_bf16(flags: frozenset[str], onednn: bool | None = None) -> bool:
+    """Whether bf16 matmuls run on bf16 units here (see CpuInfo.native_bf16): the CPU has
+    them and oneDNN may use them. oneDNN's own check alone is not enough: it also says yes
+    for AVX-512 CPUs without bf16 units (Skylake), where bf16 is emulated."""
+    onednn = onednn_bf16() if onednn is None else onednn
     if flags:
-        return bool({"avx512_bf16", "amx_bf16", "bf16"} & flags)
+        return onednn and bool({"avx512_bf16", "amx_bf16", "bf16"} & flags)
     # No /proc/cpuinfo (macOS, containers hiding it): ask torch's own CPU probes.
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+    return onednn and any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
 def detect_cpu() -> CpuInfo:

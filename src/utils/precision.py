@@ -59,8 +59,9 @@ def fast_bf16(hw: Hardware, device: str) -> tuple[bool, str]:
         if cpu.native_bf16:
             units = [f for f in cpu.features() if "BF16" in f] or ["bf16 units"]
             return True, f"CPU {cpu.model} has native bf16 matmul units ({', '.join(units)})"
-        return False, (f"CPU {cpu.model} has no bf16 matmul units (no AVX512-BF16 / AMX / "
-                       f"ARM BF16): bf16 would be emulated, many times slower than fp32")
+        return False, (f"CPU {cpu.model} has no bf16 matmul path (no AVX512-BF16 / AMX / "
+                       f"ARM BF16 units, or oneDNN may not use them): bf16 would be emulated, "
+                       f"many times slower than fp32")
     return False, f"device type {device!r}: bf16 speed unknown, fp32 is the safe choice"
 
 

@@ -56,8 +56,9 @@ def inference_autocast(precision: str, device: torch.device | str) -> Any:
     run's device; `auto` (an imported run) -> what auto picks on that device; anything else
     -> full precision (a no-op context)."""
     device_type = torch.device(device).type
-    precision = resolve_precision(str(precision), device_type).value
-    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    if str(precision) == "auto":
+        precision = resolve_precision("auto", device_type).value
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(str(precision))
     if dtype is None or (dtype == torch.float16 and device_type != "cuda"):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device_type, dtype=dtype)
