@@ -45,7 +45,7 @@ def compile_policy(device: str) -> str:
         return ("off by default; training.compile=true pays on CUDA for ladder sizes "
                 "(scripts/gpu_smoke.py checks it)")
     return ("off: on CPU a cold compile costs more than it saves over a quickstart-sized run "
-            "(README, Speed)")
+            "(README, Precision and speed)")
 
 
 def measure_peaks(hw: Hardware, device: str) -> dict[str, float]:

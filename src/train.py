@@ -203,12 +203,13 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals,
 
 
 def final_validation(trainer: L.Trainer, algo: Any, dm: Any) -> dict[str, float]:
-    """The end-of-run validation metrics. When the cadence already validated the final step
-    in this process, its numbers are the same computation (same weights, EMA, noise keys):
-    they are reused instead of running the whole split again."""
-    if algo.val_step == trainer.global_step and algo.val_totals[1] > 0:
-        return {f"val/{k}": v for k, v in nll_metrics(*algo.val_totals).items()}
-    return trainer.validate(algo, datamodule=dm, verbose=False)[0]
+    """The end-of-run validation metrics, from the float64 totals of the last validation.
+    When the cadence already validated the final step in this process, that is the same
+    computation (same weights, EMA, noise keys): it is reused instead of running the whole
+    split again."""
+    if not (algo.val_step == trainer.global_step and algo.val_totals[1] > 0):
+        trainer.validate(algo, datamodule=dm, verbose=False)
+    return {f"val/{k}": v for k, v in nll_metrics(*algo.val_totals).items()}
 
 
 def generate_samples(cfg: DictConfig, algo: Any, tok: Any) -> list[str]:

@@ -125,3 +125,12 @@ def test_a_run_records_auto_resolution_and_resumes_under_it(tmp_path, monkeypatc
     assert again["run_dir"] == first["run_dir"]
     assert again["precision"] == expected
     assert "the run's own" in again["precision_reason"]
+
+
+def test_a_stored_precision_is_data_checked_before_use(tmp_path):
+    from src.runs.precision import stored_precision
+    (tmp_path / "config.yaml").write_text("trainer:\n  precision: ${oc.env:HOME}\n")
+    with pytest.raises(ValueError, match="is not a precision"):
+        stored_precision(tmp_path)
+    (tmp_path / "config.yaml").write_text("trainer:\n  precision: bf16-mixed\n")
+    assert stored_precision(tmp_path) == "bf16-mixed"

@@ -184,7 +184,7 @@ class Algo(L.LightningModule):
     def make_optimizer(self) -> torch.optim.Optimizer:
         """The optimizer of `optim` over the backbone's parameter groups. Fused (one kernel for
         all parameters) on CUDA and CPU alike: on CPU the fused AdamW step was measured
-        several times faster than the per-parameter loop (README "Speed")."""
+        several times faster than the per-parameter loop (README, "Precision and speed")."""
         cfg = self.optim_cfg
         groups = param_groups(self.backbone, cfg["weight_decay"],
                               cfg.get("decay_norm_bias_embed", False), lr=cfg["lr"], eps=cfg["eps"])

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from src.runs.file_config import check_file_config
 from src.utils.atomic import atomic_write
 from src.utils.cli import UserError
 
@@ -101,4 +102,6 @@ def load_checkpoint_file(path: str | Path, *, mmap: bool = False,
         raise UnreadableCheckpoint(
             path, f"is corrupt: {len(bad)} tensor(s) do not match their checksums (first: "
             f"{bad[0]}); use an earlier checkpoint of the run (checkpoints/step*.ckpt)")
+    if "run_config" in ckpt:  # data: it may only name the repo's own classes (file_config.py)
+        check_file_config(ckpt["run_config"], str(path))
     return ckpt

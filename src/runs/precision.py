@@ -19,11 +19,22 @@ from src.runs.config_guard import CONFIG_FILE, read_stored_config
 from src.utils.precision import AUTO, PrecisionChoice, resolve_precision
 
 
+# Lightning's precision values: a stored value is data, checked against these before use.
+KNOWN_PRECISIONS = ("32-true", "32", "64-true", "64", "bf16-mixed", "bf16-true", "bf16",
+                    "16-mixed", "16-true", "16", "transformer-engine", "transformer-engine-float16")
+
+
 def stored_precision(run_dir: Path) -> str | None:
     """The resolved precision in the folder's config.yaml, if it has one."""
     stored = read_stored_config(run_dir) or {}
     value = (stored.get("trainer") or {}).get("precision")
-    return None if value in (None, AUTO) else str(value)
+    if value in (None, AUTO):
+        return None
+    if str(value) not in KNOWN_PRECISIONS:
+        raise ValueError(f"{run_dir / CONFIG_FILE}: trainer.precision={value!r} is not a precision "
+                         f"(one of {', '.join(KNOWN_PRECISIONS)}): fix that file or train into "
+                         f"another folder (paths.log_dir=...)")
+    return str(value)
 
 
 def settle_precision(cfg: DictConfig, run_dir: Path) -> PrecisionChoice:

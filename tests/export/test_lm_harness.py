@@ -138,6 +138,7 @@ def test_diffusion_bound_scores_only_the_continuation(tiny_runs):
     assert model.score(ctx, right) == logp  # keyed by the request: reproducible
 
 
+@pytest.mark.slow  # three more algos end to end: ~21 s (ar and mdlm stay in the fast suite)
 @pytest.mark.parametrize("algo", ["duo", "gidd", "esolm"])
 def test_every_algo_scores_and_generates(algo, tiny_runs, tasks):
     model = LabLM(ckpt=tiny_runs[algo], mc_samples=4, mc_batch=4, steps=4)
@@ -146,6 +147,7 @@ def test_every_algo_scores_and_generates(algo, tiny_runs, tasks):
     assert 0.0 <= results["counting_gen"]["exact_match,none"] <= 1.0
 
 
+@pytest.mark.slow  # lm-eval CLI in a subprocess: ~13 s
 def test_cli_on_an_exported_folder(exports, tasks, tmp_path):
     out = tmp_path / "lm_eval.json"
     proc = subprocess.run(

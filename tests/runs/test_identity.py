@@ -30,7 +30,7 @@ README_RECIPES = {  # overrides -> the folder they used before run identities (r
 # The same config spelled differently, or changed only in keys that are not semantic.
 SAME_AS_DEFAULT = [
     ["optim.lr=1e-3"], ["optim.lr=0.001"], ["algo=mdlm"], ["trainer=gpu"], ["trainer=fsdp"],
-    ["trainer.devices=2", "trainer.strategy=ddp"], ["data.batch_size=8", "training.global_batch_size=32"],
+    ["trainer.devices=2", "trainer.strategy=ddp"], ["data.batch_size=4", "training.global_batch_size=8"],
     ["training.ckpt_every_n_steps=50", "training.keep_last_k=5"], ["eval.num_samples=0"],
     ["training.val_every_n_steps=10"], ["model.attn_backend=sdpa"], ["training.compile=true"],
     ["logger=tensorboard"], ["paths.cache_dir=/elsewhere"], ["sampler=ancestral"],

@@ -32,6 +32,7 @@ def _run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600, **kwargs)
 
 
+@pytest.mark.slow  # a whole -m sweep in a subprocess: ~23 s
 def test_lr_multirun_trains_both_points(tmp_path):
     """The issue's command: before run identities the second point printed 'run already
     finished' and reported the first point's result."""
@@ -80,6 +81,7 @@ def test_changed_config_is_refused_then_accepted_deliberately(tmp_path):
 
 
 # ---- the run lock ------------------------------------------------------------------------------
+@pytest.mark.slow  # two concurrent training processes: ~25 s
 def test_second_process_on_a_running_run_exits_with_one_line(tmp_path):
     slow = ["+callbacks.slow._target_=tests.resume.helpers.SlowSteps", "+callbacks.slow.seconds=0.3"]
     args = [*tiny_overrides(tmp_path, *slow, steps=40, every=10)]

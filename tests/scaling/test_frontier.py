@@ -58,6 +58,7 @@ def test_no_laws_no_bootstrap():
     assert bootstrap_isoflop(fit_isoflop(one_budget), n_boot=50) is None
 
 
+@pytest.mark.slow  # bootstrap over many synthetic fits: ~14 s
 def test_compute_multiplier_recovers_a_known_factor():
     table = pd.concat([sweep(law=NO_FLOOR).assign(group="ar"),
                        sweep(multiplier=8.0, seed=3, law=NO_FLOOR).assign(group="mdlm")])
