@@ -81,6 +81,9 @@ def _bad_checkpoint(run: Path, tmp_path: Path, key: str, value: object) -> Path:
 def test_a_valid_run_config_passes(run):
     ckpt = load_checkpoint_file(run / "checkpoints" / "last.ckpt")
     check_file_config(ckpt["run_config"], "last.ckpt")
+    # A callback the user named on the command line is never built from the file.
+    own = _set(ckpt["run_config"], "callbacks", {"mine": {"_target_": "my.pkg.Callback"}})
+    check_file_config(own, "last.ckpt")
 
 
 @pytest.mark.parametrize("name", list(attacks(Path("m"))))

@@ -5,12 +5,16 @@ The command line and configs/ are trusted; a checkpoint's stored `run_config` is
 come from a colleague, a published checkpoint or a scratch directory). Hydra's `instantiate`
 follows every `_target_` it finds, so before a stored config is built this module checks it:
 
-- a `_target_` may stand only where configs/ puts one (`model`, `data`, `algo`, `algo.noise`,
-  `sampler`, `trainer.strategy`, `logger.<name>`, `callbacks.<name>`), and must name one of
-  the classes configs/ names there;
-- Hydra's call controls (`_args_`, `_partial_`, `_recursive_`, `_convert_`) never appear;
-- no value is an interpolation (`${...}`: a stored config is resolved; resolvers run code);
-- `optim.optimizer` (a class path) is one configs/optim names.
+- in the sections a reader builds (`model`, `data`, `algo`, `sampler`, `optim`), a `_target_`
+  may stand only where configs/ puts one (`model`, `data`, `algo`, `algo.noise`, `sampler`) and
+  must name one of the classes configs/ names there, Hydra's call controls (`_args_`,
+  `_partial_`, `_recursive_`, `_convert_`) never appear, and `optim.optimizer` (a class path)
+  is one configs/optim names;
+- no value anywhere is an interpolation (`${...}`: a stored config is resolved; resolvers
+  run code).
+
+The other sections (trainer, logger, callbacks, ...) are never built from a file: a run may
+name its own callback on the command line, and its checkpoints stay readable.
 
 Anything else is refused in one line naming the file and the key, before anything is built.
 """
@@ -28,8 +32,10 @@ from src.utils.cli import CONFIG_DIR, UserError
 CALL_CONTROLS = ("_args_", "_partial_", "_recursive_", "_convert_")
 # Config groups whose files hold `_target_`s, and where the group sits in a run config.
 GROUP_PACKAGES = {"model": "model", "data": "data", "algo": "algo", "noise": "algo.noise",
-                  "sampler": "sampler", "trainer": "trainer", "logger": "logger",
-                  "callbacks": "callbacks"}
+                  "sampler": "sampler"}
+# The sections of a stored run config that readers build objects from (src/checkpoints.py,
+# src/runs/lineage.py, the samplers).
+BUILT_SECTIONS = ("model", "data", "algo", "sampler", "optim")
 
 
 class UnsafeConfig(UserError):
@@ -75,6 +81,10 @@ def check_file_config(tree: Any, source: str) -> None:
     allowed = allowed_targets()
     for key, value in _walk(tree, ""):
         leaf = key.rsplit(".", 1)[-1]
+        if isinstance(value, str) and "${" in value:
+            _refuse(source, key, f"an interpolation ({_short(value)}); a stored config is resolved")
+        if key.split(".", 1)[0] not in BUILT_SECTIONS:
+            continue
         if leaf in CALL_CONTROLS:
             _refuse(source, key, f"{leaf} is a Hydra call control, never part of a run config")
         if leaf == "_target_":
@@ -84,8 +94,6 @@ def check_file_config(tree: Any, source: str) -> None:
             if not isinstance(value, str) or value not in allowed[where]:
                 _refuse(source, key, f"{_short(value)} is not one of the classes configs/ names "
                                      f"for {where} ({', '.join(sorted(allowed[where]))})")
-        if isinstance(value, str) and "${" in value:
-            _refuse(source, key, f"an interpolation ({_short(value)}); a stored config is resolved")
         if not isinstance(value, (Mapping, list, str, int, float, bool, type(None))):
             _refuse(source, key, f"a {type(value).__name__} value, not plain data")
     optimizer = (tree.get("optim") or {}).get("optimizer") if isinstance(
