@@ -78,7 +78,7 @@ def _cli(module: str, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
-@pytest.mark.parametrize("algo", ["ar", "mdlm"])
+@pytest.mark.parametrize("algo", [pytest.param("ar", marks=pytest.mark.slow), "mdlm"])
 def test_evaluate_reproduces_validation_nll(runs, algo, tmp_path):
     """The evaluation noise is fixed per batch, so evaluate == the run's final val/nll."""
     run_dir = runs[algo]["run_dir"]
