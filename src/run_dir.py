@@ -41,6 +41,10 @@ def migrate(argv: list[str]) -> None:
 
 
 def main(argv: list[str]) -> None:
+    if argv and argv[0] in ("-h", "--help"):
+        print("usage: python -m src.run_dir [--job-name] [overrides ...] | --migrate <run root> "
+              f"[--apply]\n{__doc__}")
+        return
     if argv and argv[0] == "--migrate":
         one_line_errors(migrate)(argv[1:])
         return

@@ -50,6 +50,11 @@ TRAIN_CASES = [  # (overrides, what the one line must say)
                                 "training.max_steps?); an added key that no code reads"),
     (["+algo.t_curiculum={steps:10}"], "did you mean algo.t_curriculum?"),
     (["+optim.momentum=0.9"], "+optim.momentum is not a setting of this run (known keys: betas"),
+    (["trainer.max_step=10"], "the lab sets trainer.max_steps itself: use training.max_steps"),
+    (["+trainer.max_steps=10"], "the lab sets trainer.max_steps itself: use training.max_steps"),
+    (["trainer.gradient_clip_vl=0.5"], "did you mean trainer.gradient_clip_val?"),
+    (["model.moe.num_experts=-1"], "model.moe.num_experts=-1 with top_k=1: use num_experts"),
+    (["model.moe.top_k=2"], "model.moe.num_experts=0 with top_k=2: use num_experts >= top_k"),
 ]
 
 
@@ -70,3 +75,14 @@ def test_checkpoint_inputs_without_a_run(tmp_path: Path, main, module):
     (tmp_path / "junk.ckpt").write_bytes(b"\x00garbage" * 100)
     line = cli_error(main, module, f"ckpt={tmp_path}/junk.ckpt", f"paths.log_dir={tmp_path}")
     assert "cannot be read" in line and "junk.ckpt" in line
+
+
+def test_run_dir_help_is_usage_not_a_traceback():
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    proc = subprocess.run([sys.executable, "-m", "src.run_dir", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m src.run_dir")
+    assert "Traceback" not in proc.stderr

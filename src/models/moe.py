@@ -45,6 +45,10 @@ class MoEConfig:
     @classmethod
     def build(cls, cfg: Mapping[str, Any] | None) -> MoEConfig:
         out = cls(**dict(cfg or {}))
+        if out.num_experts < 0 or (out.num_experts == 0 and out.top_k != 1):
+            raise ValueError(f"model.moe.num_experts={out.num_experts} with top_k={out.top_k}: "
+                             f"use num_experts >= top_k >= 1 for experts, or num_experts=0 "
+                             f"top_k=1 for the dense model")
         if out.num_experts and out.every < 1:
             raise ValueError(f"model.moe.every={out.every} must be >= 1")
         return out

@@ -5,7 +5,8 @@ that adds a key nobody reads: the run trains with the default silently. Here, be
 composes anything, a key under training / data / model / algo / optim must exist in the
 composed config or (added with `+`) be an argument of the class that node builds (the algo's
 constructor chain for `algo.*`, the backbone's for `model.*`, the datamodule's for `data.*`);
-`training.*` and `optim.*` keys are read by name, so only existing ones count.
+`training.*` and `optim.*` keys are read by name, so only existing ones count; `trainer.*` keys
+must exist or be arguments of Lightning's Trainer (`trainer.max_step=10` names `max_steps`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ from typing import Any
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-CHECKED_NODES = ("training", "data", "model", "algo", "optim")
+CHECKED_NODES = ("training", "data", "model", "algo", "optim", "trainer")
+# `trainer.*` becomes keyword arguments of Lightning's Trainer (src/builders.py), except the
+# ones the run plan sets from the lab's own keys.
+TRAINER_CLASS = "lightning.pytorch.Trainer"
+SET_BY_THE_LAB = {"max_steps": "training.max_steps", "max_epochs": "training.max_steps",
+                  "accumulate_grad_batches": "training.global_batch_size",
+                  "val_check_interval": "training.val_every_n_steps",
+                  "check_val_every_n_epoch": "training.val_every_n_steps",
+                  "default_root_dir": "paths.log_dir", "callbacks": "callbacks",
+                  "logger": "logger", "plugins": "trainer", "use_distributed_sampler": "trainer"}
 
 
 def _constructor_args(target: str | None) -> set[str]:
@@ -44,6 +54,8 @@ def _known(cfg: DictConfig, node: str) -> set[str]:
     keys = set(cfg[node].keys()) if node in cfg else set()
     if node in ("algo", "model", "data"):
         keys |= _constructor_args(OmegaConf.select(cfg, f"{node}._target_"))
+    if node == "trainer":
+        keys |= _constructor_args(TRAINER_CLASS) - set(SET_BY_THE_LAB)
     return keys
 
 
@@ -100,8 +112,15 @@ def check_override_keys(argv: list[str], compose: Any) -> None:
         first, known = leaf.split(".")[0], _known(cfg, node)
         if prefix and first in known:
             continue  # an argument the class takes (e.g. +algo.t_curriculum={...} for MDLM)
+        lab = difflib.get_close_matches(first, sorted(SET_BY_THE_LAB), n=1) \
+            if node == "trainer" else []
         nearest = difflib.get_close_matches(first, sorted(known), n=1)
-        hint = f"did you mean {node}.{nearest[0]}?" if nearest else \
-            f"known keys: {', '.join(sorted(known))}"
+        if lab and (not nearest or first not in known):
+            raise ValueError(f"{prefix}{key} is not a setting of this run (the lab sets "
+                             f"trainer.{lab[0]} itself: use {SET_BY_THE_LAB[lab[0]]})")
+        if nearest:
+            hint = f"did you mean {node}.{nearest[0]}?"
+        else:
+            hint = f"known keys: {', '.join(sorted(known))}"
         why = "; an added key that no code reads would be ignored silently" if prefix else ""
         raise ValueError(f"{prefix}{key} is not a setting of this run ({hint}){why}")
