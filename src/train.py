@@ -124,6 +124,11 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals,
         build_sampler(cfg.sampler).check_algo(algo)
 
     plan = plan_run(cfg, tok.vocab_size)  # steps, accumulation, FLOPs: before the trainer
+    warmup = int(cfg.lr_scheduler.get("warmup_steps") or 0)
+    if warmup >= plan.max_steps:
+        log.warning("lr_scheduler.warmup_steps=%d is not shorter than the run's %d steps: the lr "
+                    "never reaches optim.lr=%g; lower lr_scheduler.warmup_steps", warmup,
+                    plan.max_steps, float(cfg.optim.lr))
     ckpt_dir = run_dir / "checkpoints"
     resume = find_resume_checkpoint(ckpt_dir, rank_zero=is_launch_rank_zero())
     if resume.path is not None:

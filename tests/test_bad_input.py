@@ -86,3 +86,14 @@ def test_run_dir_help_is_usage_not_a_traceback():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m src.run_dir")
     assert "Traceback" not in proc.stderr
+
+
+def test_warmup_longer_than_the_run_is_said(tmp_path, caplog):
+    import logging
+
+    from tests.conftest import train_tiny
+    with caplog.at_level(logging.WARNING, logger="src.train"):
+        train_tiny(tmp_path, "training.max_steps=2", "eval.num_samples=0",
+                   "lr_scheduler.warmup_steps=5")
+    lines = [r.getMessage() for r in caplog.records if "warmup_steps=5" in r.getMessage()]
+    assert len(lines) == 1 and "lower lr_scheduler.warmup_steps" in lines[0]
