@@ -30,7 +30,7 @@ from src.eval.sample_metrics import (
 )
 from src.results import write_json
 from src.utils.resolvers import register_resolvers
-from src.utils.cli import one_line_errors, run_cli
+from src.utils.cli import CONFIG_DIR, one_line_errors, run_cli
 from src.utils.runtime import inference_autocast, setup_torch
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,18 @@ def check_sample_config(cfg: DictConfig) -> None:
     check_device(cfg.device, "device")
 
 
+def sampler_label(used: dict[str, Any]) -> str:
+    """The configs/sampler name whose settings `used` are (steps aside), else the sampler
+    class plus a hash of its settings: every setting gets its own samples file."""
+    settings = {k: v for k, v in used.items() if k != "steps"}
+    for path in sorted((CONFIG_DIR / "sampler").glob("*.yaml")):
+        named = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        if {k: v for k, v in named.items() if k != "steps"} == settings:
+            return path.stem
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{str(used['_target_']).rsplit('.', 1)[-1]}-{digest[:8]}"
+
+
 def output_path(cfg: DictConfig, run_dir: Path, sampler_name: str, steps: Any) -> Path:
     """`out=` as given, else a file in the run folder named after what was sampled (another
     command's samples are never overwritten)."""
@@ -140,8 +152,7 @@ def sample(cfg: DictConfig) -> dict[str, Any]:
         "num_samples": len(texts), "length": length, "seconds": time.time() - t0, "nfe": nfe,
         "unigram_entropy": mean_unigram_entropy(ids_t.tolist()),
         "samples": texts, "ids": ids_t.tolist(),
-        "out": str(output_path(cfg, run_dir, str(used["_target_"]).rsplit(".", 1)[-1],
-                               used.get("steps", "na"))),
+        "out": str(output_path(cfg, run_dir, sampler_label(used), used.get("steps", "na"))),
     }
     if judge is not None:
         out["judge"] = str(cfg.judge)

@@ -205,4 +205,10 @@ def test_evaluate_one_file_and_samples_land_in_the_run(runs, tmp_path):
     out = sample(_compose("sample", [f"ckpt={runs['mdlm']['run_dir']}", "num_samples=2",
                                      "steps=4", f"paths.log_dir={tmp_path}"]))
     assert Path(out["out"]).parent == Path(runs["mdlm"]["run_dir"]) / "samples"
-    assert Path(out["out"]).name == "MDLMAncestral_steps4_n2_seed0.json"
+    assert Path(out["out"]).name == "ancestral_cache_steps4_n2_seed0.json"  # the run's sampler
+    # Every sampler setting gets its own file, named after its configs/sampler name.
+    from src.sample import partial_sampler_overrides
+    names = {Path(sample(_compose("sample", partial_sampler_overrides(
+        [f"ckpt={runs['mdlm']['run_dir']}", "num_samples=2", "steps=4", *extra])))["out"]).name
+             for extra in ([], ["sampler.top_p=0.9"], ["sampler=ancestral"])}
+    assert len(names) == 3 and "ancestral_steps4_n2_seed0.json" in names, names
