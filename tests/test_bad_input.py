@@ -55,6 +55,8 @@ TRAIN_CASES = [  # (overrides, what the one line must say)
     (["trainer.gradient_clip_vl=0.5"], "did you mean trainer.gradient_clip_val?"),
     (["model.moe.num_experts=-1"], "model.moe.num_experts=-1 with top_k=1: use num_experts"),
     (["model.moe.top_k=2"], "model.moe.num_experts=0 with top_k=2: use num_experts >= top_k"),
+    (["algo=duo_distill", "algo.teacher_ckpt=/nonexistent/run"],
+     "algo.teacher_ckpt=/nonexistent/run: no checkpoint there; train the teacher first"),
 ]
 
 
@@ -64,6 +66,8 @@ def test_bad_training_input_is_one_line(tmp_path: Path, overrides: list[str], ex
     line = cli_error(train_main, "src.train", *tiny_overrides(tmp_path, steps=3), *overrides)
     assert expected in line, line
     assert not list((tmp_path / "runs").rglob("result.json"))  # nothing finished
+    if "teacher_ckpt" in expected:  # refused before any run folder exists
+        assert not [p for p in (tmp_path / "runs").rglob("config.yaml") if ".hydra" not in str(p)]
 
 
 @pytest.mark.parametrize("main, module", [(evaluate_main, "src.evaluate"),

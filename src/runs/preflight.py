@@ -5,6 +5,7 @@ run silently "finished" with nothing done (max_steps=0) or nothing learned (lr=0
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -72,6 +73,13 @@ def check_train_config(cfg: DictConfig) -> None:
              f"algo.time_conditioning=true but model.adaln=false: the plain GPT backbone has no "
              f"time input, so {cfg.algo.name} would silently train without the noise level; set "
              f"algo.time_conditioning=false or model.adaln=true")
+    teacher = cfg.algo.get("teacher_ckpt")
+    if teacher:  # checked before the run folder exists (a distillation loads it first)
+        path = Path(str(teacher))
+        found = path.is_file() or (path / "checkpoints" / "last.ckpt").is_file()
+        _require(found, f"algo.teacher_ckpt={teacher}: no checkpoint there; train the teacher "
+                        f"first (python -m src.train experiment=duo_cpu) or pass "
+                        f"algo.teacher_ckpt=<DUO run dir or .ckpt>")
     check_device(cfg.trainer.accelerator, "trainer.accelerator")
     if str(cfg.model.attn_backend) == "flash":
         on_gpu = str(cfg.trainer.accelerator) in ("cuda", "gpu") or (
