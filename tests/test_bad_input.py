@@ -55,6 +55,9 @@ TRAIN_CASES = [  # (overrides, what the one line must say)
     (["trainer.gradient_clip_vl=0.5"], "did you mean trainer.gradient_clip_val?"),
     (["model.moe.num_experts=-1"], "model.moe.num_experts=-1 with top_k=1: use num_experts"),
     (["model.moe.top_k=2"], "model.moe.num_experts=0 with top_k=2: use num_experts >= top_k"),
+    (["seed=abc"], "seed=abc must be a whole number >= 0"),
+    (["noise=cosine"], "noise=cosine: the noise schedule is part of the algo: use "
+                       "noise@algo.noise=cosine"),
     (["algo=duo_distill", "algo.teacher_ckpt=/nonexistent/run"],
      "algo.teacher_ckpt=/nonexistent/run: no checkpoint there; train the teacher first"),
 ]

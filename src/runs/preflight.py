@@ -44,6 +44,9 @@ def check_required(cfg: DictConfig) -> None:
 def check_train_config(cfg: DictConfig) -> None:
     """Raise one ValueError naming the fix for settings a training run cannot use."""
     check_required(cfg)
+    seed = _number(cfg.seed)
+    _require(seed is not None and seed == int(seed) and seed >= 0,
+             f"seed={cfg.seed} must be a whole number >= 0")
     t = cfg.training
     if t.flops_budget is None:
         steps = _number(t.max_steps)

@@ -33,10 +33,17 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_"))
 
 
+# Config groups mounted under another key: `noise=cosine` must be spelled with the package.
+MOUNTED_GROUPS = {"noise": "algo.noise"}
+
+
 def check_group_choices(argv: list[str]) -> None:
     """Reject `algo=foo`-style overrides that name no config file, listing the valid ones."""
     for arg in argv:
         key, sep, value = arg.lstrip("+~").partition("=")
+        if sep and key in MOUNTED_GROUPS:
+            raise SystemExit(f"error: {key}={value}: the {key} schedule is part of the algo: use "
+                             f"{key}@{MOUNTED_GROUPS[key]}={value}")
         if not sep or key not in CHECKED_GROUPS or value in ("null", ""):
             continue
         options = group_options(key)
