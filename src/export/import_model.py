@@ -203,6 +203,13 @@ def import_model(source: str | Path, out: str | Path, overrides: list[str]) -> d
                         f"{tok.vocab_size}: pass the model's tokenizer (data.tokenizer.kind=gpt2 "
                         "| byte | hf with data.tokenizer.name_or_path=...)")
     algo = build_algo(cfg, tok, build_backbone(cfg, tok.vocab_size))
+    expected = algo.backbone.state_dict()
+    for key, tensor in src.state.items():
+        if key in expected and tuple(tensor.shape) != tuple(expected[key].shape):
+            raise UserError(f"{src.origin}: {key} has shape {tuple(tensor.shape)}, model "
+                            f"dim={cfg.model.dim} n_blocks={cfg.model.n_blocks} "
+                            f"n_heads={cfg.model.n_heads} expects {tuple(expected[key].shape)}: "
+                            f"pass the model's own sizes (model=<size> or model.dim=...)")
     missing, unexpected = algo.backbone.load_state_dict(src.state, strict=False)
     if missing or unexpected:
         raise UserError(f"{src.origin} does not fit model dim={cfg.model.dim} "

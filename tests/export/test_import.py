@@ -99,6 +99,16 @@ def test_mdlm_style_hf_folder_imports(tmp_path):
     assert close(ours, reference_forward(state, IDS, torch.zeros(2), n_heads=4))
 
 
+def test_wrong_qkv_shape_is_named(tmp_path):
+    state = reference_state()
+    state["blocks.0.attn_qkv.weight"] = state["blocks.0.attn_qkv.weight"][:-4]
+    path = tmp_path / "weights.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(Exception, match=r"blocks.0.qkv.weight has shape .* expects") as err:
+        import_model(path, tmp_path / "run", ["model.n_heads=4", "data=shakespeare_byte"])
+    assert "\n" not in str(err.value) and not (tmp_path / "run").exists()
+
+
 def test_hub_source_offline_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(Exception, match="needs the network"):
