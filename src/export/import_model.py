@@ -63,6 +63,10 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{path}: cannot be read with weights_only=True ({str(err).splitlines()[0][:120]}): "
                         "re-save its state dict alone, torch.save(ckpt['state_dict'], "
                         "'weights.pt'), and import that") from None
+    if isinstance(obj, dict) and "run_config" in obj and "global_step" in obj:
+        raise UserError(f"{path} was written by src.train: it needs no import; use it directly "
+                        f"(src.evaluate / src.sample / src.export ckpt=<its run dir or this file>, "
+                        f"training.init_from=...)")
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):

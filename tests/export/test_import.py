@@ -4,6 +4,7 @@ become run folders whose logits equal the source's forward."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -107,6 +108,13 @@ def test_wrong_qkv_shape_is_named(tmp_path):
     with pytest.raises(Exception, match=r"blocks.0.qkv.weight has shape .* expects") as err:
         import_model(path, tmp_path / "run", ["model.n_heads=4", "data=shakespeare_byte"])
     assert "\n" not in str(err.value) and not (tmp_path / "run").exists()
+
+
+def test_own_training_checkpoint_is_told_to_be_used_directly(tiny_runs, tmp_path):
+    ckpt = Path(tiny_runs["mdlm"]) / "checkpoints" / "last.ckpt"
+    with pytest.raises(Exception, match="was written by src.train: it needs no import"):
+        import_model(ckpt, tmp_path / "run", ["model.n_heads=4"])
+    assert not (tmp_path / "run").exists()
 
 
 def test_hub_source_offline_is_one_line(tmp_path, monkeypatch):
