@@ -104,3 +104,15 @@ def test_warmup_longer_than_the_run_is_said(tmp_path, caplog):
                    "lr_scheduler.warmup_steps=5")
     lines = [r.getMessage() for r in caplog.records if "warmup_steps=5" in r.getMessage()]
     assert len(lines) == 1 and "lower lr_scheduler.warmup_steps" in lines[0]
+
+
+def test_byte_tokenizer_says_it_ignores_a_vocab_size(caplog):
+    import logging
+
+    from src.data.tokenizers import build_tokenizer
+    with caplog.at_level(logging.WARNING, logger="src.data.tokenizers"):
+        assert build_tokenizer("byte", vocab_size=100).vocab_size == 258
+        build_tokenizer("byte", vocab_size=258)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["data.tokenizer.vocab_size=100 is ignored: the byte tokenizer has 258 ids "
+                     "(use data.tokenizer.kind=bpe for a 100-id vocabulary)"]

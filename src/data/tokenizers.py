@@ -203,7 +203,14 @@ def build_tokenizer(
         ValueError: Unknown kind or missing training texts.
     """
     if kind == "byte":
-        return ByteTokenizer()
+        byte = ByteTokenizer()
+        if vocab_size is not None and int(vocab_size) != byte.vocab_size:
+            # A warning, not an error: `kind=byte` on a data config whose BPE size is set
+            # (shakespeare: 4096) is a normal override; the value is still never used.
+            logger.warning("data.tokenizer.vocab_size=%s is ignored: the byte tokenizer has %d "
+                           "ids (use data.tokenizer.kind=bpe for a %s-id vocabulary)", vocab_size,
+                           byte.vocab_size, vocab_size)
+        return byte
     if kind == "bpe":
         if name_or_path:
             backend = files.load_json_tokenizer(name_or_path)
