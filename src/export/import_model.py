@@ -160,7 +160,14 @@ def read_source(path: str | Path) -> Source:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise UserError(f"{path}: a folder needs a config.json (a Hugging Face model folder)")
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        try:
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise UserError(f"{path / 'config.json'} is not valid JSON ({err}): fix or "
+                            f"re-download that file") from None
+        if not isinstance(config, dict):
+            raise UserError(f"{path / 'config.json'} holds a {type(config).__name__}, not the "
+                            f"JSON object of a model config")
         if config.get("model_type") == "dlm_lab":
             return _lab_export(path, config)
         return _reference_folder(path, config)

@@ -117,6 +117,15 @@ def test_own_training_checkpoint_is_told_to_be_used_directly(tiny_runs, tmp_path
     assert not (tmp_path / "run").exists()
 
 
+def test_invalid_config_json_is_named(tmp_path):
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"n_heads": 4,')
+    with pytest.raises(Exception, match=r"hf/config.json is not valid JSON"):
+        import_model(folder, tmp_path / "run", [])
+    assert not (tmp_path / "run").exists()
+
+
 def test_hub_source_offline_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(Exception, match="needs the network"):
