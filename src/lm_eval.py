@@ -14,11 +14,11 @@ once that module is imported:
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import hydra
+import yaml
 from omegaconf import DictConfig, ListConfig
 
 from src.runs.preflight import check_required
@@ -30,6 +30,27 @@ from src.utils.runtime import setup_torch
 register_resolvers()
 
 
+class _TaskYamlLoader(yaml.SafeLoader):
+    """Safe YAML that reads lm-eval's `!function module.name` tags as plain strings."""
+
+
+_TaskYamlLoader.add_multi_constructor("!", lambda loader, tag, node: str(node.value))
+
+
+def _task_name(path: Path) -> str:
+    """The `task:` of a task YAML; a file that is not YAML is one line with where it breaks."""
+    try:
+        spec = yaml.load(path.read_text(encoding="utf-8"), Loader=_TaskYamlLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserError(f"{path} is not valid YAML ({getattr(err, 'problem', err)}{where}): "
+                        f"fix the task file") from None
+    if not isinstance(spec, dict) or not spec.get("task"):
+        raise UserError(f"{path} has no `task:` name")
+    return str(spec["task"])
+
+
 def task_names(tasks: Any) -> tuple[list[str], list[str]]:
     """(task names, include paths): a YAML path contributes its `task:` name and folder."""
     items = list(tasks) if isinstance(tasks, (list, tuple, ListConfig)) else [tasks]
@@ -39,10 +60,7 @@ def task_names(tasks: Any) -> tuple[list[str], list[str]]:
         if path.suffix in (".yaml", ".yml"):
             if not path.is_file():
                 raise UserError(f"task file {path} does not exist")
-            found = re.search(r"^task:\s*(\S+)", path.read_text(encoding="utf-8"), re.MULTILINE)
-            if found is None:
-                raise UserError(f"{path} has no `task:` name")
-            names.append(found.group(1).strip("'\""))
+            names.append(_task_name(path))
             include.append(str(path.resolve().parent))
         else:
             names.append(item)

@@ -160,3 +160,16 @@ def test_cli_on_an_exported_folder(exports, tasks, tmp_path):
     assert result["algo"] == "mdlm" and result["mc_samples"] == 2
     assert set(result["results"]) == {"counting_choice", "counting_ppl"}
     assert result["results"]["counting_ppl"]["bits_per_byte,none"] > 0
+
+
+def test_task_yaml_errors_are_one_line(tmp_path):
+    """A task file that is not YAML says where it breaks (it was "not a registered task");
+    lm-eval's `!function` tags are read, not run."""
+    from src.utils.cli import UserError
+    good = tmp_path / "good.yaml"
+    good.write_text("task: mine\nprocess_docs: !function utils.process_docs\n")
+    assert task_names([str(good)]) == (["mine"], [str(tmp_path.resolve())])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: [unclosed\n  x: y\n")
+    with pytest.raises(UserError, match=r"bad.yaml is not valid YAML \(.* at line 2"):
+        task_names([str(bad)])
