@@ -45,7 +45,7 @@ from src.runs.lineage import prepare_start
 from src.runs.lock import run_lock
 from src.runs.plan import plan_run
 from src.runs.precision import settle_precision
-from src.runs.preflight import check_train_config
+from src.runs.preflight import check_inputs_exist, check_train_config
 from src.samplers.factory import build_sampler
 from src.utils.resolvers import register_resolvers
 from src.utils.cli import one_line_errors, run_cli
@@ -73,6 +73,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             last completed optimizer step is saved and the next job resumes from it.
     """
     check_train_config(cfg)  # before any folder exists
+    check_inputs_exist(cfg)
     identity = assign_identity(cfg)
     run_dir = Path(cfg.run_dir)
     with run_lock(run_dir, float(cfg.training.lock_lease_s)):

@@ -56,6 +56,8 @@ TRAIN_CASES = [  # (overrides, what the one line must say)
     (["model.moe.num_experts=-1"], "model.moe.num_experts=-1 with top_k=1: use num_experts"),
     (["model.moe.top_k=2"], "model.moe.num_experts=0 with top_k=2: use num_experts >= top_k"),
     (["seed=abc"], "seed=abc must be a whole number >= 0"),
+    (["algo=gidd", "algo.mix_shift=abc"], "algo.mix_shift=abc must be a number (its default is"),
+    (["training.compile=maybe"], "training.compile=maybe must be true or false"),
     (["noise=cosine"], "noise=cosine: the noise schedule is part of the algo: use "
                        "noise@algo.noise=cosine"),
     (["algo=duo_distill", "algo.teacher_ckpt=/nonexistent/run"],

@@ -41,9 +41,34 @@ def check_required(cfg: DictConfig) -> None:
                          + (f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""))
 
 
+def _typed_like(value: Any, default: Any) -> bool:
+    """Whether a value may stand where configs/ has `default` (numbers stay numbers)."""
+    if value is None or default is None or isinstance(value, type(default)):
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        return not isinstance(value, bool) and _number(value) is not None
+    return True
+
+
+def check_value_types(cfg: DictConfig) -> None:
+    """A value whose configs/ default is a number (or a flag) must be one: `algo.mix_shift=abc`
+    is named here instead of failing deep inside a constructor."""
+    from src.runs.identity import baseline_config
+    from src.runs.semantic import flatten
+
+    defaults = flatten(OmegaConf.to_container(baseline_config(cfg), resolve=True))
+    for key, value in flatten(OmegaConf.to_container(cfg, resolve=True)).items():
+        if key in defaults and not _typed_like(value, defaults[key]):
+            kind = "true or false" if isinstance(defaults[key], bool) else "a number"
+            raise ValueError(f"{key}={value} must be {kind} (its default is {defaults[key]})")
+
+
 def check_train_config(cfg: DictConfig) -> None:
     """Raise one ValueError naming the fix for settings a training run cannot use."""
     check_required(cfg)
+    check_value_types(cfg)
     seed = _number(cfg.seed)
     _require(seed is not None and seed == int(seed) and seed >= 0,
              f"seed={cfg.seed} must be a whole number >= 0")
@@ -76,13 +101,6 @@ def check_train_config(cfg: DictConfig) -> None:
              f"algo.time_conditioning=true but model.adaln=false: the plain GPT backbone has no "
              f"time input, so {cfg.algo.name} would silently train without the noise level; set "
              f"algo.time_conditioning=false or model.adaln=true")
-    teacher = cfg.algo.get("teacher_ckpt")
-    if teacher:  # checked before the run folder exists (a distillation loads it first)
-        path = Path(str(teacher))
-        found = path.is_file() or (path / "checkpoints" / "last.ckpt").is_file()
-        _require(found, f"algo.teacher_ckpt={teacher}: no checkpoint there; train the teacher "
-                        f"first (python -m src.train experiment=duo_cpu) or pass "
-                        f"algo.teacher_ckpt=<DUO run dir or .ckpt>")
     check_device(cfg.trainer.accelerator, "trainer.accelerator")
     if str(cfg.model.attn_backend) == "flash":
         on_gpu = str(cfg.trainer.accelerator) in ("cuda", "gpu") or (
@@ -90,3 +108,15 @@ def check_train_config(cfg: DictConfig) -> None:
         _require(on_gpu and flash_available(),
                  "model.attn_backend=flash needs a CUDA device and the flash-attn package "
                  "(pip install flash-attn): use model.attn_backend=sdpa or auto")
+
+
+def check_inputs_exist(cfg: DictConfig) -> None:
+    """Files the run reads before it trains, checked before its folder is made (a config
+    that composes may still name a teacher run that has not been trained yet)."""
+    teacher = cfg.algo.get("teacher_ckpt")
+    if teacher:
+        path = Path(str(teacher))
+        found = path.is_file() or (path / "checkpoints" / "last.ckpt").is_file()
+        _require(found, f"algo.teacher_ckpt={teacher}: no checkpoint there; train the teacher "
+                        f"first (python -m src.train experiment=duo_cpu) or pass "
+                        f"algo.teacher_ckpt=<DUO run dir or .ckpt>")
