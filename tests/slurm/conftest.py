@@ -45,10 +45,12 @@ def squeue(env: dict[str, str], name: str | None = None) -> list[dict[str, str]]
 
 
 def release_begin_time(env: dict[str, str]) -> None:
-    """Start requeued jobs now: Slurm holds a requeued job ~2 min (Reason=BeginTime)."""
+    """Start requeued jobs soon: Slurm holds a requeued job ~2 min (Reason=BeginTime). Not at
+    once: a job restarted within a second of its last instance's end is killed by slurmctld
+    ("Killing non-startable batch job: Job credential revoked") and the sweep waits forever."""
     for job in squeue(env):
         if job["state"] == "PENDING" and job["reason"] == "BeginTime":
-            subprocess.run(["scontrol", "update", f"JobId={job['id']}", "StartTime=now"],
+            subprocess.run(["scontrol", "update", f"JobId={job['id']}", "StartTime=now+5"],
                            env=env, capture_output=True)
 
 
