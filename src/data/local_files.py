@@ -191,8 +191,16 @@ def first_invalid_utf8(path: str | Path, block_size: int = 1 << 20) -> int | Non
                 return None
 
 
+BINARY_MAGIC = {b"PAR1": "parquet"}  # formats a text reader must not be pointed at
+
+
 def _not_utf8_message(files: list[str]) -> str:
     for f in files:
+        with open(f, "rb") as fh:
+            kind = BINARY_MAGIC.get(fh.read(4))
+        if kind is not None:
+            return (f"{f} is a {kind} file, not text: use data.source={kind} (or leave "
+                    f"data.source=auto to go by the file ending)")
         at = first_invalid_utf8(f)
         if at is not None:
             with open(f, "rb") as fh:

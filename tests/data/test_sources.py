@@ -105,6 +105,10 @@ def test_json_and_parquet_with_text_field(tmp_path):
     assert val == [docs[i] for i in splits.split_indices(len(docs), "validation")]
     with pytest.raises(ValueError, match="data.text_field"):
         load_texts("json", "train", path=str(jl), cache_dir=str(tmp_path / "hf"))
+    # A parquet file read as JSON is named as parquet (it was told to run iconv).
+    with pytest.raises(ValueError, match=r"d.parquet is a parquet file, not text: use "
+                                         r"data.source=parquet"):
+        load_texts("json", "train", path=str(tmp_path / "d.parquet"), **kw)
 
 
 def test_mapping_path_uses_given_splits(tmp_path):
