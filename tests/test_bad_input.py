@@ -118,3 +118,23 @@ def test_byte_tokenizer_says_it_ignores_a_vocab_size(caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["data.tokenizer.vocab_size=100 is ignored: the byte tokenizer has 258 ids "
                      "(use data.tokenizer.kind=bpe for a 100-id vocabulary)"]
+
+
+def test_entry_point_help_lists_its_own_keys():
+    """--help shows each entry point's keys, not the training config groups (two at a time:
+    each process spends seconds importing torch)."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import ROOT
+
+    def run(module: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    modules = ["src.evaluate", "src.export", "src.lm_eval", "src.zeroshot"]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for module, proc in zip(modules, pool.map(run, modules)):
+            assert proc.returncode == 0 and proc.stdout.startswith(f"usage: python -m {module}")
+            assert "ckpt:" in proc.stdout and "lr_scheduler" not in proc.stdout, module
