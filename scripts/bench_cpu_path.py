@@ -89,7 +89,8 @@ def bench_readout(precision: str) -> dict:
         for _ in range(2):
             t0 = time.perf_counter()
             for i in range(steps):
-                rng = StepRandomness(make_generator("cpu", "bench", i), (0.37 * i) % 1, 0, x.shape[0])
+                g = make_generator("cpu", "bench", i)
+                rng = StepRandomness(g, (0.37 * i) % 1, 0, x.shape[0])
                 with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
                     loss = loss_fn(rng)
                 loss.backward()

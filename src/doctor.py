@@ -1,6 +1,6 @@
 """What this machine is and what the lab will do on it, in a few seconds.
 
-    python -m src.doctor              # hardware, measured matmul peaks, auto's choices, quickstart ETA
+    python -m src.doctor              # hardware, matmul peaks, auto's choices, quickstart ETA
     python -m src.doctor --json       # the same as one JSON object
 
 Prints the CPU (model, instruction sets, bf16 units, cores, threads, memory), the CUDA
@@ -125,8 +125,9 @@ def format_report(r: dict[str, Any]) -> str:
     ]
     if r["cuda"]:
         for d in r["cuda"]:
+            cores = "yes" if d["bf16"] else "no"
             lines.append(f"CUDA {d['index']}   {d['name']} ({d['capability']}), "
-                         f"{d['memory_gib']} GiB, bf16 tensor cores: {'yes' if d['bf16'] else 'no'}")
+                         f"{d['memory_gib']} GiB, bf16 tensor cores: {cores}")
     else:
         lines.append("CUDA     no device visible")
     lines += [

@@ -10,7 +10,6 @@ import shlex
 import subprocess
 import sys
 from functools import cache
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
