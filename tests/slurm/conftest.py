@@ -44,14 +44,22 @@ def squeue(env: dict[str, str], name: str | None = None) -> list[dict[str, str]]
     return [{"id": r[0], "state": r[1], "reason": r[2], "name": r[3]} for r in rows]
 
 
+_released: dict[str, float] = {}  # job id -> when its begin time was last moved
+
+
 def release_begin_time(env: dict[str, str]) -> None:
     """Start requeued jobs soon: Slurm holds a requeued job ~2 min (Reason=BeginTime). Not at
     once: a job restarted within a second of its last instance's end is killed by slurmctld
-    ("Killing non-startable batch job: Job credential revoked") and the sweep waits forever."""
+    ("Killing non-startable batch job: Job credential revoked") and the sweep waits forever.
+    Each requeue is released once (5 s out): moving it again would keep pushing it back."""
     for job in squeue(env):
-        if job["state"] == "PENDING" and job["reason"] == "BeginTime":
-            subprocess.run(["scontrol", "update", f"JobId={job['id']}", "StartTime=now+5"],
-                           env=env, capture_output=True)
+        if job["state"] != "PENDING" or job["reason"] != "BeginTime":
+            continue
+        if time.time() - _released.get(job["id"], -1e9) < 30:
+            continue
+        _released[job["id"]] = time.time()
+        subprocess.run(["scontrol", "update", f"JobId={job['id']}", "StartTime=now+5"],
+                       env=env, capture_output=True)
 
 
 def wait_until_gone(env: dict[str, str], name: str | None, timeout: float,
