@@ -78,11 +78,17 @@ def run_lm_eval(cfg: DictConfig) -> dict[str, Any]:
     model = LabLM(ckpt=str(cfg.ckpt), mc_samples=cfg.mc_samples, mc_batch=cfg.mc_batch,
                   seed=cfg.seed, sampler=cfg.sampler, steps=cfg.steps,
                   max_length=cfg.max_length, device=cfg.device)
-    results = lm_eval.simple_evaluate(
-        model=model, tasks=names, num_fewshot=cfg.num_fewshot, limit=cfg.limit,
-        task_manager=TaskManager(include_path=include or None), log_samples=False,
-        random_seed=int(cfg.seed), numpy_random_seed=int(cfg.seed),
-        torch_random_seed=int(cfg.seed), fewshot_random_seed=int(cfg.seed))
+    try:
+        results = lm_eval.simple_evaluate(
+            model=model, tasks=names, num_fewshot=cfg.num_fewshot, limit=cfg.limit,
+            task_manager=TaskManager(include_path=include or None), log_samples=False,
+            random_seed=int(cfg.seed), numpy_random_seed=int(cfg.seed),
+            torch_random_seed=int(cfg.seed), fewshot_random_seed=int(cfg.seed))
+    except ConnectionError as err:  # a registered task whose data set is on the hub, offline
+        raise UserError(f"tasks={','.join(names)}: its data cannot be downloaded here "
+                        f"({str(err).splitlines()[0][:160]}); run with network access once "
+                        f"(the data is cached), or give a task YAML over local files "
+                        f"(README: lm-eval)") from None
     return {"checkpoint": str(cfg.ckpt), "algo": model.algo.name, "tasks": names,
             "mc_samples": model.mc_samples, "results": results["results"]}
 

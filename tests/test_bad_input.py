@@ -138,3 +138,21 @@ def test_entry_point_help_lists_its_own_keys():
         for module, proc in zip(modules, pool.map(run, modules)):
             assert proc.returncode == 0 and proc.stdout.startswith(f"usage: python -m {module}")
             assert "ckpt:" in proc.stdout and "lr_scheduler" not in proc.stdout, module
+
+
+@pytest.mark.slow  # lm-eval and a trained run in a subprocess: ~15 s
+def test_registered_task_offline_is_one_line(tmp_path):
+    """A registered lm-eval task whose data is on the hub, offline: one line, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, train_tiny
+    run = train_tiny(tmp_path, "training.max_steps=2", "eval.num_samples=0")["run_dir"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "src.lm_eval", f"ckpt={run}",
+                           "tasks=lambada_openai", "limit=2"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: tasks=lambada_openai: its data cannot be downloaded here")
