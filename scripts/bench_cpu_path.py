@@ -31,9 +31,9 @@ import torch  # noqa: E402
 from src.algos.inference import subs_log_probs  # noqa: E402
 from src.algos.randomness import StepRandomness, make_generator  # noqa: E402
 from src.runs.identity import compose_train  # noqa: E402
-from src.utils.precision import resolve_precision  # noqa: E402
+from src.utils.precision import AUTOCAST_DTYPES, resolve_precision  # noqa: E402
 from src.utils.runtime import default_threads, setup_torch  # noqa: E402
-from src.utils.step_timer import AUTOCAST_DTYPES, bench_algo, time_training_steps  # noqa: E402
+from src.utils.step_timer import bench_algo, time_training_steps  # noqa: E402
 
 CANDIDATES = ("adamw", "readout", "denormals", "compile", "threads")
 VOCAB, SEQ = 4096, 128

@@ -34,9 +34,9 @@ from src.algos.cost import algo_passes  # noqa: E402
 from src.models.flops import flops_per_token  # noqa: E402
 from src.runs.identity import compose_train  # noqa: E402
 from src.utils.matmul_peak import matmul_peak  # noqa: E402
-from src.utils.precision import hardware  # noqa: E402
+from src.utils.precision import AUTOCAST_DTYPES, hardware  # noqa: E402
 from src.utils.runtime import setup_torch  # noqa: E402
-from src.utils.step_timer import AUTOCAST_DTYPES, bench_algo, time_training_steps  # noqa: E402
+from src.utils.step_timer import bench_algo, time_training_steps  # noqa: E402
 
 VOCAB = 4096  # the quickstart's BPE
 

@@ -28,9 +28,9 @@ from src.models.dit import count_params  # noqa: E402
 from src.models.flops import flops_per_token  # noqa: E402
 from src.runs.identity import compose_train  # noqa: E402
 from src.utils.matmul_peak import matmul_peak  # noqa: E402
-from src.utils.precision import resolve_precision  # noqa: E402
+from src.utils.precision import AUTOCAST_DTYPES, resolve_precision  # noqa: E402
 from src.utils.runtime import setup_torch  # noqa: E402
-from src.utils.step_timer import AUTOCAST_DTYPES, bench_algo, time_training_steps  # noqa: E402
+from src.utils.step_timer import bench_algo, time_training_steps  # noqa: E402
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig, ListConfig
 
 from src.scaling.budget import run_flops_per_token, steps_for_budget
+from src.utils.precision import device_type
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def world_size(trainer_cfg: DictConfig) -> int:
     elif str(devices).lstrip("-").isdigit() and int(devices) > 0:
         per_node = int(devices)
     else:  # auto / -1
-        gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+        gpu = device_type(accelerator) == "cuda"
         per_node = torch.cuda.device_count() if gpu else 1
     return max(per_node, 1) * int(trainer_cfg.get("num_nodes", 1))
 

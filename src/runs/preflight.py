@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from src.models.attention import flash_available
+from src.utils.precision import device_type
 
 
 def _number(value: Any) -> float | None:
@@ -103,9 +104,7 @@ def check_train_config(cfg: DictConfig) -> None:
              f"algo.time_conditioning=false or model.adaln=true")
     check_device(cfg.trainer.accelerator, "trainer.accelerator")
     if str(cfg.model.attn_backend) == "flash":
-        on_gpu = str(cfg.trainer.accelerator) in ("cuda", "gpu") or (
-            str(cfg.trainer.accelerator) == "auto" and torch.cuda.is_available())
-        _require(on_gpu and flash_available(),
+        _require(device_type(cfg.trainer.accelerator) == "cuda" and flash_available(),
                  "model.attn_backend=flash needs a CUDA device and the flash-attn package "
                  "(pip install flash-attn): use model.attn_backend=sdpa or auto")
 

@@ -11,7 +11,6 @@ resolved value in config.yaml and result.json (a run resumes under its stored va
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +21,9 @@ log = logging.getLogger(__name__)
 
 AUTO = "auto"
 BF16, FP32 = "bf16-mixed", "32-true"
+# The autocast dtype of Lightning's mixed precisions (what sampling, benchmarks and the
+# doctor run under to match training).
+AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 # Lightning precision values whose matmuls run in a 16-bit type.
 HALF_PRECISIONS = {"bf16-mixed": torch.bfloat16, "bf16-true": torch.bfloat16,
                    "bf16": torch.bfloat16, "16-mixed": torch.float16, "16-true": torch.float16,
@@ -125,21 +127,12 @@ def _warn_if_slow(requested: str, device: str, hw: Hardware) -> None:
 
 def measured_slowdown(dtype: torch.dtype, device: str, n: int = 256,
                       budget_s: float = 0.3) -> float | None:
-    """Time of an n^3 matmul in `dtype` over its time in fp32 (best of a few reps each)."""
+    """fp32 matmul throughput over `dtype`'s at n^3, measured (src/utils/matmul_peak.py)."""
+    from src.utils.matmul_peak import matmul_peak
+
     try:
-        times = []
-        for dt in (torch.float32, dtype):
-            a = torch.randn(n, n, device=device, dtype=dt)
-            best, t_end = float("inf"), time.perf_counter() + budget_s / 2
-            while True:
-                t0 = time.perf_counter()
-                a @ a
-                if device == "cuda":
-                    torch.cuda.synchronize()
-                best = min(best, time.perf_counter() - t0)
-                if time.perf_counter() > t_end:
-                    break
-            times.append(best)
-        return times[1] / max(times[0], 1e-12)
+        fp32 = matmul_peak(device, torch.float32, seconds=budget_s / 2, sizes=(n,))
+        half = matmul_peak(device, dtype, seconds=budget_s / 2, sizes=(n,))
     except RuntimeError:  # a dtype the device cannot multiply at all
         return None
+    return fp32 / max(half, 1e-12)

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from src.utils.hardware import physical_cores, usable_cpus
-from src.utils.precision import resolve_precision
+from src.utils.precision import AUTOCAST_DTYPES, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def inference_autocast(precision: str, device: torch.device | str) -> Any:
     device_type = torch.device(device).type
     if str(precision) == "auto":
         precision = resolve_precision("auto", device_type).value
-    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(str(precision))
+    dtype = AUTOCAST_DTYPES.get(str(precision))
     if dtype is None or (dtype == torch.float16 and device_type != "cuda"):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device_type, dtype=dtype)

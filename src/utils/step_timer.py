@@ -13,8 +13,8 @@ from omegaconf import DictConfig
 from src.algos.base import Algo
 from src.algos.randomness import StepRandomness, make_generator
 from src.builders import build_algo, build_backbone
+from src.utils.precision import AUTOCAST_DTYPES
 
-AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
 def bench_algo(cfg: DictConfig, vocab_size: int, device: torch.device | str) -> Algo:
