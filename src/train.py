@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+# Before torch loads (seconds): a stop signal during start-up gets a line, not a silent -15.
+from src.resume.stop_signals import stop_during_startup
+
+if __name__ == "__main__":
+    stop_during_startup()
+
 import logging
 import math
 import sys

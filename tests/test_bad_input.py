@@ -4,6 +4,9 @@ anything trains (no traceback, no silent acceptance). Cases that need a trained 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,3 +159,64 @@ def test_registered_task_offline_is_one_line(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: tasks=lambada_openai: its data cannot be downloaded here")
+
+
+def _train_process(tmp_path: Path, *extra: str, file_limit: int | None = None,
+                   ) -> subprocess.Popen:
+    """`python -m src.train` on the tiny run; `file_limit` caps each file it writes (bytes,
+    `ulimit -f`): a full disk without needing a small mount."""
+    import resource
+
+    from tests.conftest import ROOT
+
+    def limit() -> None:
+        if file_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+
+    return subprocess.Popen([sys.executable, "-m", "src.train",
+                             *tiny_overrides(tmp_path, steps=6, every=3), *extra],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=limit)
+
+
+def _error_lines(proc: subprocess.Popen) -> list[str]:
+    _, err = proc.communicate(timeout=300)
+    assert "Traceback" not in err, err[-3000:]
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes_after(tmp_path):
+    """Cold token cache, then a checkpoint, each hit a file-size limit: one line naming the
+    file; no temp file stays; with room again the same command resumes and finishes."""
+    from src.builders import build_datamodule
+    from src.runs.identity import compose_train
+    from tests.resume.helpers import run_dir_for
+
+    lines = _error_lines(_train_process(tmp_path, file_limit=1 << 20))
+    assert len(lines) == 1 and f"File too large writing {tmp_path}/cache/tokens" in lines[0]
+    assert "ulimit -f" in lines[0] and not list(tmp_path.rglob("*.tmp"))
+
+    overrides = tiny_overrides(tmp_path, steps=6, every=3)
+    build_datamodule(compose_train(overrides)).setup("fit")  # warm the token cache
+    lines = _error_lines(_train_process(tmp_path, file_limit=1 << 20))
+    run = run_dir_for(overrides)
+    assert len(lines) == 1 and f"writing {run}/checkpoints/" in lines[0], lines
+    assert not list(tmp_path.rglob("*.tmp")) and not list(run.rglob("*.pending"))
+
+    proc = _train_process(tmp_path)
+    assert _error_lines(proc) == [] and proc.returncode == 0
+    assert json.loads((run / "result.json").read_text())["steps"] == 6
+
+
+def test_a_stop_signal_during_start_up_is_said(tmp_path):
+    """SIGTERM before the trainer installs its handlers: one line and the exit code of a
+    stopped run (75), not a silent -15."""
+    import signal
+    import time
+
+    proc = _train_process(tmp_path)
+    time.sleep(1.0)  # python is up, torch is still loading
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, (proc.returncode, err[-2000:])
+    assert "received SIGTERM while starting up, before the first training step" in err

@@ -50,6 +50,12 @@ def attacks(marker: Path) -> dict[str, tuple[str, object]]:
         "optimizer class path": ("optim.optimizer", "subprocess.Popen"),
         "target under the noise": ("algo.noise", {"_target_": "os.system",
                                                   "_args_": [f"touch {marker}"]}),
+        # The schema (src/runs/config_schema.py): known keys, typed values.
+        "mapping where configs/ has a number": ("model.dim", {"x": 1}),
+        "unknown key": ("model.dimm", 64),
+        "string for a whole number": ("data.seq_len", "64"),
+        "fraction for a whole number": ("model.n_heads", 4.5),
+        "null for a flag": ("model.adaln", None),
     }
 
 
@@ -123,12 +129,31 @@ def test_a_swapped_last_ckpt_is_skipped_on_resume(run, tmp_path):
     assert result["steps"] == 2 and not marker.exists()
 
 
-@pytest.mark.parametrize("program", ["src.evaluate", "src.sample"])
+def test_every_config_in_configs_passes_the_schema():
+    """Each option of each built group, composed as a run would be, is valid file content
+    (the schema is read off the same files, so this guards the reader, not the files)."""
+    from omegaconf import OmegaConf
+
+    from src.runs.identity import compose_train
+    from src.utils.cli import group_options
+    for group, key in (("algo", "algo"), ("model", "model"), ("data", "data"),
+                       ("sampler", "sampler"), ("noise", "noise@algo.noise"), ("optim", "optim"),
+                       ("experiment", "experiment")):
+        for option in group_options(group):
+            cfg = OmegaConf.to_container(compose_train([f"{key}={option}"]), resolve=True)
+            check_file_config(cfg, f"{key}={option}")
+
+
+CLI_ARGS = {"src.evaluate": ["max_batches=1"], "src.export": ["out={tmp}/hf"],
+            "src.sample": ["num_samples=1", "steps=2", "out={tmp}/s.json"],
+            "src.zeroshot": [], "src.lm_eval": ["tasks=[x]"]}
+
+
+@pytest.mark.parametrize("program", list(CLI_ARGS))
 def test_cli_says_one_line(run, tmp_path, program):
     marker = tmp_path / "marker"
     bad = _bad_checkpoint(run, tmp_path, *attacks(marker)["top-level target swapped"])
-    extra = ["max_batches=1"] if program == "src.evaluate" else ["num_samples=1", "steps=2",
-                                                                  f"out={tmp_path}/s.json"]
+    extra = [arg.format(tmp=tmp_path) for arg in CLI_ARGS[program]]
     proc = subprocess.run([sys.executable, "-m", program, f"ckpt={bad}", *extra], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -114,7 +116,7 @@ class TokenWriter:
     def _roll(self) -> None:
         if self._fh is not None:
             self._fh.close()
-        tmp = self.folder / f".{self._final_name(len(self._shards)).name}.{os.getpid()}.tmp"
+        tmp = self.folder / temp_name(self._final_name(len(self._shards)).name)
         self._shards.append(tmp)
         self._fh = open(tmp, "wb")  # noqa: SIM115 - closed in close()/_roll()
         self._in_shard = 0
@@ -134,6 +136,13 @@ class TokenWriter:
             self.num_tokens += min(room, arr.size)
             arr = arr[room:]
 
+    def abort(self) -> None:
+        """Delete the temp files of a write that failed (a full disk, an interrupt)."""
+        if self._fh is not None:
+            self._fh.close()
+        for tmp in self._shards:
+            tmp.unlink(missing_ok=True)
+
     def close(self) -> list[Path]:
         """Renames the temp files to their final names and returns them."""
         if self._fh is None:
@@ -145,6 +154,46 @@ class TokenWriter:
             os.replace(tmp, dst)
             final.append(dst)
         return final
+
+
+# A writer appends continuously: a temp file from another host untouched this long is dead.
+STALE_AFTER_S = 3600
+
+
+def temp_name(final: str) -> str:
+    """`.<final>.<host>.<pid>.tmp`: whose it is, so a later run can tell a dead writer's."""
+    return f".{final}.{socket.gethostname()}.{os.getpid()}.tmp"
+
+
+def remove_stale_temps(folder: Path, final: str) -> list[Path]:
+    """Delete temp files of `final` left by writers that died (SIGKILL, node loss): on this
+    host, their pid is gone; on another, the file has not been written for an hour."""
+    removed = []
+    host = socket.gethostname()
+    for tmp in folder.glob(f".{final}.*.tmp"):
+        parts = tmp.name[len(final) + 2:-4].rsplit(".", 1)
+        if len(parts) != 2 or not parts[1].isdigit():
+            continue
+        owner, pid = parts[0], int(parts[1])
+        try:
+            dead = (not _alive(pid)) if owner == host else \
+                time.time() - tmp.stat().st_mtime > STALE_AFTER_S
+            if dead:
+                tmp.unlink()
+                removed.append(tmp)
+        except FileNotFoundError:  # its writer finished or another run cleaned it
+            continue
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 def write_json(path: str | Path, obj: dict[str, Any]) -> None:
@@ -165,7 +214,28 @@ def write_meta(folder: str | Path, meta: dict[str, Any]) -> None:
 def read_meta(folder: str | Path) -> dict[str, Any]:
     """``meta.json`` of a shard folder, or an empty dict."""
     path = Path(folder) / "meta.json"
-    return read_json(path) if path.is_file() else {}
+    return read_meta_file(path) if path.is_file() else {}
+
+
+def read_meta_file(path: Path) -> dict[str, Any]:
+    """A shard folder's or the token cache's metadata: plain data, checked before use (a
+    shard folder may come from anyone)."""
+    fix = "rewrite the shards with `python -m src.data.prepare` (or delete a cache file)"
+    try:
+        meta = read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}): {fix}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} holds a {type(meta).__name__}, not a JSON object: {fix}")
+    dtype = meta.get("dtype")
+    if dtype is not None and (not isinstance(dtype, str) or dtype not in DTYPES):
+        raise ValueError(f"{path}: dtype {str(dtype)[:60]!r} is not one of {list(DTYPES)}: {fix}")
+    for key in ("vocab_size", "eos_id", "num_tokens"):
+        value = meta.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 0):
+            raise ValueError(f"{path}: {key} {str(value)[:60]!r} is not a whole number: {fix}")
+    return meta
 
 
 def split_files(folder: str | Path, split: str) -> list[Path]:

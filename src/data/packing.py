@@ -27,9 +27,17 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from src.data.memmap import TokenStream, TokenWriter, dtype_for_vocab, read_json, write_json
+from src.data.memmap import (
+    TokenStream,
+    TokenWriter,
+    dtype_for_vocab,
+    read_meta_file,
+    remove_stale_temps,
+    write_json,
+)
 from src.data.sources import Corpus
 from src.data.tokenizers import Tokenizer
+from src.utils.atomic import DISK_FULL
 
 logger = logging.getLogger(__name__)
 
@@ -103,14 +111,22 @@ def cached_tokens(
     folder = Path(cache_dir) / "tokens"
     meta_path = folder / f"{stem}.json"
     if meta_path.is_file() and (folder / f"{stem}.bin").is_file():
-        meta = read_json(meta_path)
-        logger.info("token cache hit: %s (%d tokens)", meta_path.name, meta["num_tokens"])
+        meta = read_meta_file(meta_path)
+        logger.info("token cache hit: %s (%s tokens)", meta_path.name, meta.get("num_tokens"))
         return TokenStream([folder / f"{stem}.bin"], meta["dtype"])
     dtype = dtype_for_vocab(tokenizer.vocab_size)
+    for stale in remove_stale_temps(folder, f"{stem}.bin") if folder.is_dir() else []:
+        logger.info("removed %s (left by a tokenizer process that died)", stale.name)
     writer = TokenWriter(folder, stem, dtype)
-    num_docs = tokenize_to(
-        load(), tokenizer, writer, desc=f"tokenize {identity}", max_tokens=max_tokens
-    )
+    try:
+        num_docs = tokenize_to(
+            load(), tokenizer, writer, desc=f"tokenize {identity}", max_tokens=max_tokens
+        )
+    except BaseException as err:  # a full disk or an interrupt: leave no partial file behind
+        writer.abort()
+        if isinstance(err, OSError) and err.errno in DISK_FULL and not err.filename:
+            raise OSError(err.errno, err.strerror, str(folder)) from None  # name the folder
+        raise
     writer.close()
     if num_docs == 0 or writer.num_tokens == 0:
         raise ValueError(

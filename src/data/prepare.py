@@ -93,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--streaming", action="store_true")
     p.add_argument("--tokenizer", default="gpt2", help="byte | bpe | gpt2 | hf")
     p.add_argument("--tokenizer-name", default=None, help="hf name/path, or a bpe tokenizer JSON")
-    p.add_argument("--vocab-size", type=int, default=4096, help="bpe vocabulary size")
+    p.add_argument("--vocab-size", type=int, default=None,
+                   help="bpe vocabulary size (default 4096)")
     p.add_argument("--cache-dir", default=".cache")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--dtype", default=None, choices=["uint16", "uint32"])

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from src.data import splits
+from src.data.local_files import infer_source
 from src.data.memmap import TokenStream, open_split
 from src.data.packing import cached_tokens
-from src.data.local_files import infer_source
 from src.data.sources import ALL_SOURCES, load_corpus, load_texts, source_identity
 from src.data.tokenizers import TOKENIZER_KINDS, Tokenizer, build_tokenizer
 
@@ -109,18 +109,10 @@ class DataSpec:
         tok = build_tokenizer(
             kind,
             name_or_path=name_or_path,
-            vocab_size=int(vocab) if vocab is not None else 4096,
+            vocab_size=int(vocab) if vocab is not None else None,
             cache_dir=Path(self.cache_dir) / "tokenizers",
             train_texts=train_texts,
         )
-        if kind != "bpe" and vocab is not None and int(vocab) != tok.vocab_size:
-            # Only bpe takes a size; a mismatch means the config expects another vocabulary.
-            logger.warning(
-                "data.tokenizer.vocab_size=%s is ignored for kind %s (its vocab is %d)",
-                vocab,
-                kind,
-                tok.vocab_size,
-            )
         return tok
 
     def token_stream(self, split: str, tok: Tokenizer) -> TokenStream:

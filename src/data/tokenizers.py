@@ -178,11 +178,21 @@ class HFTokenizer(Tokenizer):
         )
 
 
+def _fixed_vocab(tok: Tokenizer, kind: str, vocab_size: int | None) -> Tokenizer:
+    """Only bpe takes a size. A warning, not an error: `kind=byte` on a data config whose
+    BPE size is set (shakespeare: 4096) is a normal override; the value is still never used."""
+    if vocab_size is not None and int(vocab_size) != tok.vocab_size:
+        logger.warning("data.tokenizer.vocab_size=%s is ignored: the %s tokenizer has %d ids "
+                       "(use data.tokenizer.kind=bpe for a %s-id vocabulary)", vocab_size, kind,
+                       tok.vocab_size, vocab_size)
+    return tok
+
+
 def build_tokenizer(
     kind: str,
     *,
     name_or_path: str | None = None,
-    vocab_size: int = 4096,
+    vocab_size: int | None = None,
     cache_dir: str | Path = ".cache/tokenizers",
     train_texts: Iterable[str] | None = None,
 ) -> Tokenizer:
@@ -192,7 +202,8 @@ def build_tokenizer(
         kind: One of ``byte``, ``bpe``, ``gpt2``, ``hf``.
         name_or_path: ``hf``: hub name or local directory. ``bpe``: optional path
             to an existing tokenizer JSON (skips training).
-        vocab_size: ``bpe`` only: total vocabulary size including EOS and [MASK].
+        vocab_size: ``bpe`` only: total vocabulary size including EOS and [MASK] (default
+            4096); other kinds warn when it differs from theirs.
         cache_dir: Where trained ``bpe`` tokenizers are stored.
         train_texts: ``bpe`` only: training-split documents.
 
@@ -203,14 +214,7 @@ def build_tokenizer(
         ValueError: Unknown kind or missing training texts.
     """
     if kind == "byte":
-        byte = ByteTokenizer()
-        if vocab_size is not None and int(vocab_size) != byte.vocab_size:
-            # A warning, not an error: `kind=byte` on a data config whose BPE size is set
-            # (shakespeare: 4096) is a normal override; the value is still never used.
-            logger.warning("data.tokenizer.vocab_size=%s is ignored: the byte tokenizer has %d "
-                           "ids (use data.tokenizer.kind=bpe for a %s-id vocabulary)", vocab_size,
-                           byte.vocab_size, vocab_size)
-        return byte
+        return _fixed_vocab(ByteTokenizer(), kind, vocab_size)
     if kind == "bpe":
         if name_or_path:
             backend = files.load_json_tokenizer(name_or_path)
@@ -224,16 +228,18 @@ def build_tokenizer(
                 "tokenizer kind 'bpe' needs train_texts (the datamodule passes the training split) "
                 "or name_or_path=<saved tokenizer.json>; or use tokenizer.kind=byte|gpt2"
             )
+        vocab_size = 4096 if vocab_size is None else int(vocab_size)
         backend, digest = files.trained_bpe(train_texts, vocab_size, Path(cache_dir))
         return FastTokenizer(
             backend, name=f"bpe{vocab_size}", fingerprint=f"bpe{vocab_size}-{digest}"
         )
     if kind == "gpt2":
-        return FastTokenizer(files.gpt2_backend(), name="gpt2")
+        return _fixed_vocab(FastTokenizer(files.gpt2_backend(), name="gpt2"), kind, vocab_size)
     if kind == "hf":
         if not name_or_path:
             raise ValueError(
                 "tokenizer kind 'hf' needs name_or_path (a hub name or a local directory)"
             )
-        return HFTokenizer(files.load_hf_tokenizer(name_or_path), name=str(name_or_path))
+        return _fixed_vocab(HFTokenizer(files.load_hf_tokenizer(name_or_path),
+                                        name=str(name_or_path)), kind, vocab_size)
     raise ValueError(f"unknown tokenizer kind {kind!r}; valid kinds: {', '.join(TOKENIZER_KINDS)}")

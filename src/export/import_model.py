@@ -20,6 +20,7 @@ tensors load with weights_only / safetensors.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -30,10 +31,19 @@ import torch
 from omegaconf import OmegaConf
 
 from src.builders import build_algo, build_backbone, build_datamodule
-from src.export.reference import from_reference, is_reference, shape_facts, strip_prefixes
+from src.export.reference import (
+    from_reference,
+    is_reference,
+    rotary_head_dim,
+    shape_facts,
+    strip_prefixes,
+)
 from src.resume.checkpoint_file import save_checkpoint_file
+from src.runs.file_config import file_overrides
 from src.runs.identity import compose_train
 from src.utils.cli import CONFIG_DIR, UserError, group_options
+
+logger = logging.getLogger(__name__)
 
 #: Hugging Face `model_type` of the reference family -> this repo's algo.
 REFERENCE_ALGOS = {"mdlm": "mdlm", "udlm": "duo", "duo": "duo"}
@@ -49,6 +59,7 @@ class Source:
     origin: str
     overrides: list[str] = field(default_factory=list)
     tokenizer: dict[str, Any] | None = None  # the checkpoint's `tokenizer` record
+    head_dim: int | None = None  # known from a reference rotary buffer (rotary_head_dim)
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -103,21 +114,30 @@ def dotted(prefix: str, values: dict[str, Any]) -> list[str]:
 
 
 def _lab_export(folder: Path, config: dict[str, Any]) -> Source:
+    """An src.export folder. Its config.json is data: every value becomes a checked literal
+    override (src/runs/file_config.py), never override grammar."""
     state = {k.removeprefix("backbone."): v for k, v in _weights_in(folder).items()}
-    dit, algo = config["dit"], config["algo"]
-    overrides = [f"algo={algo['algo']}", f"data.seq_len={config['seq_len']}",
-                 *dotted("model", {k: v for k, v in dit.items()
-                                   if k not in ("vocab_size", "attn_backend")})]
-    overrides += [f"algo.{k}={v}" for k, v in algo.items()
-                  if k not in ("algo", "vocab_size", "mask_id", "eos_id", "noise")]
+    where = str(folder / "config.json")
+    dit, algo = dict(config.get("dit") or {}), dict(config.get("algo") or {})
+    name = algo.get("algo")
+    if name not in group_options("algo"):
+        raise UserError(f"{where}: algo.algo={str(name)[:40]!r} is not one of "
+                        f"{', '.join(group_options('algo'))}: re-export it with src.export")
+    overrides = [f"algo={name}",
+                 *file_overrides(where, "data", {"seq_len": config.get("seq_len")}),
+                 *file_overrides(where, "model", {k: v for k, v in dit.items()
+                                                  if k not in ("vocab_size", "attn_backend")}),
+                 *file_overrides(where, "algo", {k: v for k, v in algo.items() if k not in
+                                                 ("algo", "vocab_size", "mask_id", "eos_id",
+                                                  "noise")})]
     if "noise" in algo:
         noise = dict(algo["noise"])
         overrides.append(f"noise@algo.noise={noise_config(str(noise.pop('class')))}")
-        overrides += [f"algo.noise.{k}={v}" for k, v in noise.items()]
+        overrides += file_overrides(where, "algo.noise", noise)
     record = dict(config.get("lab", {}).get("tokenizer") or {})
     kind = record.pop("kind", None)
-    if kind in ("byte", "gpt2"):
-        overrides.append(f"data.tokenizer.kind={kind}")
+    if kind in ("byte", "gpt2"):  # their size is their own: the data config's bpe size is not
+        overrides += [f"data.tokenizer.kind={kind}", "data.tokenizer.vocab_size=null"]
     elif kind is not None:  # a trained BPE or an hf tokenizer: the folder's tokenizer.json
         record["json"] = (folder / "tokenizer.json").read_text(encoding="utf-8")
         overrides += ["data.tokenizer.kind=bpe",
@@ -126,16 +146,19 @@ def _lab_export(folder: Path, config: dict[str, Any]) -> Source:
 
 
 def _reference_folder(folder: Path, config: dict[str, Any]) -> Source:
-    state = from_reference(_weights_in(folder))
+    raw = _weights_in(folder)
+    state = from_reference(raw)
     model_type = str(config.get("model_type", "mdlm"))
+    where = str(folder / "config.json")
     overrides = [f"algo={REFERENCE_ALGOS.get(model_type, 'mdlm')}"]
     if "n_heads" in config:
-        overrides.append(f"model.n_heads={config['n_heads']}")
+        overrides += file_overrides(where, "model", {"n_heads": config["n_heads"]})
     if "model_length" in config:
-        overrides.append(f"data.seq_len={config['model_length']}")
+        overrides += file_overrides(where, "data", {"seq_len": config["model_length"]})
     if "time_conditioning" in config:
         overrides.append(f"algo.time_conditioning={str(bool(config['time_conditioning'])).lower()}")
-    return Source(state, f"{model_type} Hugging Face folder {folder}", overrides)
+    return Source(state, f"{model_type} Hugging Face folder {folder}", overrides,
+                  head_dim=rotary_head_dim(raw))
 
 
 def hub_snapshot(repo_id: str) -> Path:
@@ -175,7 +198,8 @@ def read_source(path: str | Path) -> Source:
         raise UserError(f"no checkpoint at {path}: pass source=<file or folder>")
     state = load_tensors(path)
     if is_reference(state):
-        return Source(from_reference(state), f"reference DiT state dict {path}")
+        return Source(from_reference(state), f"reference DiT state dict {path}",
+                      head_dim=rotary_head_dim(state))
     state = strip_prefixes(state)
     if "embed" not in state:
         raise UserError(f"{path}: neither a reference DiT nor this repo's backbone state dict")
@@ -196,6 +220,22 @@ def training_overrides(source: Source, user: list[str]) -> list[str]:
     return [*base, *own, *user]
 
 
+def check_head_count(src: Source, dim: int, n_heads: int) -> None:
+    """The head split changes every logit but no weight shape: check it against the rotary
+    buffer where the file has one, else say once that it is taken on trust."""
+    if src.head_dim is None:
+        if not src.origin.startswith("src.export folder"):  # our exports store their own
+            logger.warning("%s: model.n_heads=%d cannot be verified (the weights have no "
+                           "rotary_emb.inv_freq): a wrong head count gives wrong logits "
+                           "without an error", src.origin, n_heads)
+        return
+    if dim % n_heads or dim // n_heads != src.head_dim:
+        right = dim // src.head_dim
+        raise UserError(f"{src.origin}: model.n_heads={n_heads} gives head dim "
+                        f"{dim / n_heads:g}, but its rotary_emb.inv_freq was built for head dim "
+                        f"{src.head_dim}: pass model.n_heads={right}")
+
+
 def import_model(source: str | Path, out: str | Path, overrides: list[str]) -> dict[str, Any]:
     """Write `out`/checkpoints/last.ckpt from `source`; returns a summary."""
     src = read_source(source)
@@ -204,6 +244,7 @@ def import_model(source: str | Path, out: str | Path, overrides: list[str]) -> d
         raise UserError("the head count is not stored in the weights: pass model.n_heads=<heads> "
                         "(the reference's config.model.n_heads)")
     cfg = compose_train(full)
+    check_head_count(src, int(cfg.model.dim), int(cfg.model.n_heads))
     if int(cfg.model.max_seq_len) < int(cfg.data.seq_len):
         cfg.model.max_seq_len = int(cfg.data.seq_len)
     dm = build_datamodule(cfg)

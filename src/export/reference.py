@@ -76,6 +76,24 @@ def is_reference(state: dict[str, torch.Tensor]) -> bool:
     return "vocab_embed.embedding" in strip_prefixes(state)
 
 
+def rotary_head_dim(state: dict[str, torch.Tensor]) -> int | None:
+    """The head dimension the reference's rotary buffer was built for (`inv_freq` holds
+    head_dim / 2 frequencies, 1 / 10000^(2i / head_dim)), or None when the file has none.
+
+    Raises:
+        ValueError: frequencies of another RoPE base, which this backbone does not use.
+    """
+    inv_freq = strip_prefixes(state).get("rotary_emb.inv_freq")
+    if inv_freq is None or inv_freq.dim() != 1:
+        return None
+    head_dim = 2 * inv_freq.numel()
+    expected = 1.0 / 10_000 ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    if not torch.allclose(inv_freq.double(), expected, rtol=1e-4):
+        raise ValueError("rotary_emb.inv_freq is not RoPE with base 10000 (this backbone's): "
+                         "a different architecture; it cannot be imported as a DiT")
+    return head_dim
+
+
 def from_reference(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename a reference DiT state dict to this repo's DiT keys.
 

@@ -91,6 +91,27 @@ class StopSignals:
         return None
 
 
+def stop_during_startup(names: tuple[str, ...] = DEFAULT_SIGNALS) -> None:
+    """Until training records stop signals (`catching_stop_signals`), a stop signal ends the
+    process at once with one line and EXIT_INCOMPLETE: nothing has trained, so nothing is
+    lost, and a batch script requeues it like any stopped run (the default action would end
+    it silently with -15). Installed first thing, before torch spends seconds loading."""
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        message = (f"[preemption] received {signal.Signals(signum).name} while starting up, "
+                   f"before the first training step: nothing to save; stopping (run the same "
+                   f"command again to start it)\n")
+        try:
+            os.write(sys.stderr.fileno(), message.encode())
+        except (OSError, ValueError):
+            pass
+        raise SystemExit(EXIT_INCOMPLETE)
+
+    for name in names:
+        if hasattr(signal, name):
+            signal.signal(signal.Signals[name], _stop)
+
+
 @contextmanager
 def catching_stop_signals(names: tuple[str, ...] = DEFAULT_SIGNALS) -> Iterator[StopSignals]:
     """Record stop signals inside the block; the previous handlers come back afterwards."""

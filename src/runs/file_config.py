@@ -5,7 +5,9 @@ The command line and configs/ are trusted; a checkpoint's stored `run_config` is
 come from a colleague, a published checkpoint or a scratch directory). Hydra's `instantiate`
 follows every `_target_` it finds, so before a stored config is built this module checks it:
 
-- in the sections a reader builds (`model`, `data`, `algo`, `sampler`, `optim`), a `_target_`
+- in the sections a reader builds (`model`, `data`, `algo`, `sampler`, `optim`), every key is
+  one some configs/ file has and its value is of a kind configs/ gives it
+  (src/runs/config_schema.py); a `_target_`
   may stand only where configs/ puts one (`model`, `data`, `algo`, `algo.noise`, `sampler`) and
   must name one of the classes configs/ names there, Hydra's call controls (`_args_`,
   `_partial_`, `_recursive_`, `_convert_`) never appear, and `optim.optimizer` (a class path)
@@ -21,21 +23,18 @@ Anything else is refused in one line naming the file and the key, before anythin
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
+from src.runs.config_schema import BUILT_SECTIONS, GROUP_PACKAGES, schema_problem
 from src.utils.cli import CONFIG_DIR, UserError
 
 CALL_CONTROLS = ("_args_", "_partial_", "_recursive_", "_convert_")
-# Config groups whose files hold `_target_`s, and where the group sits in a run config.
-GROUP_PACKAGES = {"model": "model", "data": "data", "algo": "algo", "noise": "algo.noise",
-                  "sampler": "sampler"}
-# The sections of a stored run config that readers build objects from (src/checkpoints.py,
-# src/runs/lineage.py, the samplers).
-BUILT_SECTIONS = ("model", "data", "algo", "sampler", "optim")
 
 
 class UnsafeConfig(UserError):
@@ -96,11 +95,54 @@ def check_file_config(tree: Any, source: str) -> None:
                                      f"for {where} ({', '.join(sorted(allowed[where]))})")
         if not isinstance(value, (Mapping, list, str, int, float, bool, type(None))):
             _refuse(source, key, f"a {type(value).__name__} value, not plain data")
+        if leaf != "_target_" and not _in_list(key) and (problem := schema_problem(key, value)):
+            _refuse(source, key, problem)
     optimizer = (tree.get("optim") or {}).get("optimizer") if isinstance(
         tree.get("optim"), Mapping) else None
     if optimizer is not None and optimizer not in allowed_optimizers():
         _refuse(source, "optim.optimizer", f"{_short(optimizer)} is not one of "
                                            f"{', '.join(sorted(allowed_optimizers()))}")
+
+
+_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_PLAIN_STRING = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
+def file_overrides(source: str, prefix: str, values: Mapping[str, Any]) -> list[str]:
+    """Hydra overrides `prefix.key=literal` for settings read from a file (an export's or a
+    published model's config.json).
+
+    Each key must be one configs/ has and each value of its kind (src/runs/config_schema.py),
+    and is written as a literal: a file's string is never parsed as override grammar, where
+    `{_target_: ...}` would become a mapping that `instantiate` calls.
+
+    Raises:
+        UnsafeConfig: one line naming `source` and the key.
+    """
+    out: list[str] = []
+    for key, value in values.items():
+        dotted = f"{prefix}.{key}"
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
+            _refuse(source, dotted, "not a plain setting name")
+        if isinstance(value, Mapping):
+            out += file_overrides(source, dotted, value)
+            continue
+        if problem := schema_problem(dotted, value):
+            _refuse(source, dotted, problem)
+        out.append(f"{dotted}={_literal(source, dotted, value)}")
+    return out
+
+
+def _literal(source: str, key: str, value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return repr(value)
+    if isinstance(value, str) and _PLAIN_STRING.fullmatch(value):
+        return value
+    _refuse(source, key, f"{_short(value)} is not a plain number, flag or name")
 
 
 def _walk(tree: Any, prefix: str):
@@ -113,11 +155,17 @@ def _walk(tree: Any, prefix: str):
             yield from _walk(value, dotted)
 
 
+def _in_list(key: str) -> bool:
+    """Items of a list value (optim.betas.0) are its value, not keys of their own."""
+    return any(part.isdigit() for part in key.split("."))
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _refuse(source: str, key: str, problem: str) -> None:
+def _refuse(source: str, key: str, problem: str) -> NoReturn:
     raise UnsafeConfig(f"{source}: {key}: {problem}: refusing to build it (a config read from a "
-                       f"file is data); use a checkpoint written by src.train, or fix that key")
+                       f"file is data); use a file this lab wrote (src.train, src.export), or "
+                       f"fix that key")

@@ -4,11 +4,27 @@ kills the writer. Standard library only."""
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+# A full disk, a full quota, or a file-size limit (`ulimit -f`): the user frees space.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def disk_full_cause(err: BaseException) -> OSError | None:
+    """The full-disk OSError behind `err`, if any: torch.save reports one as a RuntimeError
+    of its zip writer, raised while handling the OSError."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in DISK_FULL:
+            return err
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def fsync_dir(folder: str | Path) -> None:
@@ -43,8 +59,11 @@ def atomic_write(path: str | Path, write: Callable[[IO[Any]], None], mode: str =
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        full = disk_full_cause(err)
+        if full is not None and not full.filename:  # name the file the disk refused
+            raise OSError(full.errno, full.strerror, str(path)) from None
         raise
     fsync_dir(path.parent)
 

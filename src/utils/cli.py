@@ -5,6 +5,7 @@ Set DLM_DEBUG=1 to get the full traceback instead.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -16,6 +17,8 @@ from typing import Any
 from hydra.errors import InstantiationException
 from omegaconf.errors import MissingMandatoryValue
 
+from src.utils.atomic import disk_full_cause
+
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 CHECKED_GROUPS = ("algo", "model", "data", "sampler", "noise", "lr_scheduler", "trainer", "flops",
                   "logger", "experiment", "optim")
@@ -26,6 +29,17 @@ class UserError(Exception):
 
 
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, NotADirectoryError, KeyError)
+
+
+def disk_full_message(err: OSError) -> str:
+    """One line for a write the disk refused. Every file the lab writes is written to a temp
+    file and renamed (src/utils/atomic.py), so what was complete before is still there."""
+    where = f" writing {err.filename}" if err.filename else ""
+    fix = ("raise the file-size limit (ulimit -f)" if err.errno == errno.EFBIG else
+           "free space there")
+    return (f"{os.strerror(err.errno or errno.ENOSPC)}{where}: {fix}, or point paths.log_dir / "
+            f"paths.cache_dir at a larger disk, then rerun the same command (checkpoints "
+            f"already written are intact; a run resumes from its last one)")
 
 
 def group_options(group: str) -> list[str]:
@@ -79,6 +93,11 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
             raise SystemExit(f"error: {message}") from None
+        except Exception as e:  # only a refused write (full disk) becomes a line
+            full = disk_full_cause(e)
+            if os.environ.get("DLM_DEBUG") or full is None:
+                raise
+            raise SystemExit(f"error: {disk_full_message(full)}") from None
 
     return wrapper
 
