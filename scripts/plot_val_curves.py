@@ -42,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
             curve = load_curve(run)
             xs, ys, best = curve.x(args.x), curve.nll, curve.best_index
             ax.plot(xs, ys, marker="o", markersize=3, label=curve.label)
-            print(f"{curve.label}: best val/nll {ys[best]:.4f} at {args.x} {xs[best]:.3g}, "
-                  f"final {ys[-1]:.4f} at {xs[-1]:.3g}")
+            how = "moving average of 5" if curve.stochastic else "exact"
+            print(f"{curve.label}: best val/nll {curve.selection_nll[best]:.4f} ({how}) at "
+                  f"{args.x} {xs[best]:.3g}, final {ys[-1]:.4f} at {xs[-1]:.3g}")
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

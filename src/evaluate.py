@@ -7,13 +7,15 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from omegaconf import DictConfig
 
-from src.algos.base import nll_metrics
+from src.algos.base import draws_standard_error, nll_metrics
 from src.checkpoints import load_run
 from src.data.token_bytes import token_byte_lengths
 from src.runs.preflight import check_device, check_required
@@ -47,9 +49,19 @@ def check_evaluate_config(cfg: DictConfig) -> None:
     check_required(cfg)
     if not int(cfg.repeats) >= 1:
         raise ValueError(f"repeats={cfg.repeats} must be >= 1 (Monte-Carlo passes)")
+    if cfg.draws is not None and not int(cfg.draws) >= 1:
+        raise ValueError(f"draws={cfg.draws} must be >= 1 (noise draws per batch; null = the "
+                         f"run's training.final_val_draws)")
     if cfg.max_batches is not None and not int(cfg.max_batches) >= 1:
         raise ValueError(f"max_batches={cfg.max_batches} must be >= 1 (or null for all)")
     check_device(cfg.device, "device")
+
+
+def default_draws(run_cfg: DictConfig) -> int:
+    """The draws of the run's own end-of-run validation, so that `repeats=1` reproduces
+    result.json's val_nll (runs older than the key drew once)."""
+    training = run_cfg.training
+    return int(training.get("final_val_draws", training.get("val_draws", 1)))
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -63,18 +75,22 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     run.datamodule.val_max_batches = cfg.max_batches  # global cap: the same for any world size
     run.algo.token_bytes = token_byte_lengths(run.datamodule.tokenizer)
-    nll_sum = tokens = n_bytes = 0.0
+    run.algo.val_draws = int(cfg.draws if cfg.draws is not None else default_draws(run.cfg))
+    draw_sums: list[float] = []
+    tokens = n_bytes = 0.0
     for i in range(int(cfg.repeats)):
         run.algo.eval_pass = i  # fresh diffusion noise per pass (pass 0 = training's validation)
         trainer.validate(run.algo, datamodule=run.datamodule, verbose=False)
-        nll_sum += run.algo.val_totals[0]
-        tokens += run.algo.val_totals[1]
-        n_bytes += run.algo.val_totals[2]
-    metrics = nll_metrics(nll_sum, tokens, n_bytes)
+        draw_sums += run.algo.val_draw_sums
+        tokens, n_bytes = run.algo.val_totals[1], run.algo.val_totals[2]
+    metrics = nll_metrics(sum(draw_sums) / len(draw_sums), tokens, n_bytes)
+    se = draws_standard_error(torch.tensor(draw_sums), tokens) if run.algo.stochastic_nll \
+        else 0.0
     return {
         "checkpoint": str(run.checkpoint_path), "algo": run.algo.name,
         "data": str(run.cfg.data.get("tag", run.cfg.data.get("source"))),
-        "tokens": tokens / int(cfg.repeats), "bytes": n_bytes / int(cfg.repeats), **metrics,
+        "tokens": tokens, "bytes": n_bytes, **metrics,
+        "nll_se": None if math.isnan(se) else se, "draws": len(draw_sums),
         "is_bound": run.algo.name != "ar",
     }
 

@@ -21,7 +21,8 @@ class RunResult:
 
     `tokens` / `flops` are this run's own training; `cumulative_*` add its ancestors'
     (training.init_from), and are what the scaling fits use. `val_*` are the final
-    validation (a bound for diffusion models); `val_bpb` is bits per UTF-8 byte of
+    validation (a bound for diffusion models, averaged over `val_draws` noise draws per
+    batch, with standard error `val_nll_se`); `val_bpb` is bits per UTF-8 byte of
     the scored text, the one comparable across tokenizers. `baselines` (unigram NLL / ppl of the data)
     are written as top-level keys.
     """
@@ -46,6 +47,8 @@ class RunResult:
     unique_tokens: int
     epochs: float
     val_nll: float
+    val_nll_se: float | None  # its Monte-Carlo standard error (0: AR, exact; None: one draw)
+    val_draws: int          # noise draws per validation batch it averages
     val_bits_per_token: float
     val_bpb: float | None
     val_ppl: float

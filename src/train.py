@@ -126,6 +126,7 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals,
         else {}
     algo = build_algo(cfg, tok, build_backbone(cfg, tok.vocab_size), **teacher)
     algo.token_bytes = token_byte_lengths(tok)  # validation reports bits per byte
+    algo.val_draws = int(cfg.training.val_draws)  # noise draws per validation batch (diffusion)
     sizes = count_params(algo.backbone)
     if int(cfg.eval.num_samples) > 0:  # a sampler that cannot sample this algo: say so now
         build_sampler(cfg.sampler).check_algo(algo)
@@ -169,7 +170,7 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals,
     if preemption.stopped_at is not None and trainer.global_step < plan.max_steps:
         raise StoppedEarly(str(run_dir), trainer.global_step, preemption.signal_name,
                            stops.submitit_requeue_handler())
-    final = final_validation(trainer, algo, dm)
+    final = final_validation(trainer, algo, dm, int(cfg.training.final_val_draws))
     failure = final_validation_failure(final["val/nll"])
     if failure is not None:
         raise mark_failed(cfg, run_dir, trainer.global_step, failure)
@@ -193,7 +194,9 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals,
         # Data repetition: unique training tokens per epoch, and epochs of the data stream.
         unique_tokens=dm.train_tokens_per_epoch,
         epochs=dm.consumed_samples * plan.seq_len / dm.train_tokens_per_epoch,
-        val_nll=final["val/nll"], val_bits_per_token=final["val/bits_per_token"],
+        val_nll=final["val/nll"],
+        val_nll_se=None if math.isnan(final["val/nll_se"]) else final["val/nll_se"],
+        val_draws=algo.validation_draws(), val_bits_per_token=final["val/bits_per_token"],
         val_bpb=final.get("val/bpb"), val_ppl=final["val/ppl"],
         train_time_s=throughput.train_time_s, wall_time_s=time.time() - t0,
         tokens_per_s=own_tokens / max(throughput.train_time_s, 1e-9),
@@ -214,14 +217,17 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals,
     return result
 
 
-def final_validation(trainer: L.Trainer, algo: Any, dm: Any) -> dict[str, float]:
-    """The end-of-run validation metrics, from the float64 totals of the last validation.
-    When the cadence already validated the final step in this process, that is the same
-    computation (same weights, EMA, noise keys): it is reused instead of running the whole
-    split again."""
-    if not (algo.val_step == trainer.global_step and algo.val_totals[1] > 0):
+def final_validation(trainer: L.Trainer, algo: Any, dm: Any, draws: int) -> dict[str, float]:
+    """The end-of-run validation metrics with `draws` noise draws per batch, from the
+    float64 totals of the last validation. When the cadence already validated the final step
+    in this process with as many draws, that is the same computation (same weights, EMA,
+    noise keys): it is reused instead of running the whole split again."""
+    same_draws = algo.val_draws == draws or not algo.stochastic_nll
+    algo.val_draws = draws  # evaluate.py's default: it reproduces this number
+    if not (algo.val_step == trainer.global_step and algo.val_totals[1] > 0 and same_draws):
         trainer.validate(algo, datamodule=dm, verbose=False)
-    return {f"val/{k}": v for k, v in nll_metrics(*algo.val_totals).items()}
+    metrics = {f"val/{k}": v for k, v in nll_metrics(*algo.val_totals).items()}
+    return {**metrics, "val/nll_se": algo.val_nll_se}
 
 
 def generate_samples(cfg: DictConfig, algo: Any, tok: Any) -> list[str]:

@@ -22,6 +22,7 @@ class AR(Algo):
     the *input* tokens by [MASK]; targets are unchanged.
     """
 
+    stochastic_nll = False  # its validation NLL is exact: one pass, standard error 0
 
     def __init__(self, backbone: nn.Module, *, input_mask_prob: float = 0.0, **kwargs: Any) -> None:
         super().__init__(backbone, **kwargs)

@@ -44,6 +44,9 @@ FUSED_DEVICES = ("cuda", "cpu")
 class Algo(L.LightningModule):
     """Base class of AR, MDLM, ... Subclasses implement `loss(batch, rng)`."""
 
+    #: The validation loss is a Monte-Carlo estimate (a diffusion NELBO); AR's NLL is exact.
+    stochastic_nll = True
+
 
     def __init__(
         self,
@@ -70,8 +73,14 @@ class Algo(L.LightningModule):
         # torch.compile on the inner module only (compiling the LightningModule breaks self.log).
         self._net = torch.compile(backbone) if compile else backbone
         self._val_nll = self._val_tokens = self._val_bytes = None
-        # (NLL sum, tokens, UTF-8 bytes) of the last validation, all ranks
+        # (NLL sum, tokens, UTF-8 bytes) of the last validation, all ranks; the NLL sum is
+        # the mean over its noise draws, `val_nll_se` the standard error of its nll
         self.val_totals = (0.0, 0.0, 0.0)
+        self.val_nll_se = 0.0
+        self.val_draw_sums: list[float] = []
+        #: noise draws per validation batch (training.val_draws / evaluate draws=); set by
+        #: train / evaluate. Only diffusion algos use more than one.
+        self.val_draws = 1
         self.val_step: int | None = None  # optimizer step of the last validation, this process
         #: (V,) UTF-8 bytes per token id (src/data/token_bytes.py); set by train / evaluate
         #: to report bits per byte. Not saved: it belongs to the tokenizer.
@@ -139,24 +148,29 @@ class Algo(L.LightningModule):
             self.ema.update(self.backbone)
 
     # ---- validation: token-weighted float64 sums over all batches and ranks ----------
+    def validation_draws(self) -> int:
+        return max(1, int(self.val_draws)) if self.stochastic_nll else 1
+
     def on_validation_epoch_start(self) -> None:
-        self._val_nll = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._val_nll = torch.zeros(self.validation_draws(), dtype=torch.float64,
+                                    device=self.device)
         self._val_tokens = torch.zeros((), dtype=torch.float64, device=self.device)
         self._val_bytes = torch.zeros((), dtype=torch.float64, device=self.device)
         if self.ema is not None:
             self.ema.swap_in(self.backbone)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        # Keyed by the global batch number (not rank + local index) and the pass: any number
-        # of ranks draws the same noise; evaluate.py's repeated passes draw fresh noise.
+        # Keyed by the global batch number (not rank + local index): any number of ranks
+        # draws the same noise. Keyed by the training position and evaluate.py's pass: every
+        # validation draws fresh noise (a fixed draw reused at every step biases the whole
+        # curve and any best-of selection the same way), and a resumed run the same noise.
         sampler = getattr(self.trainer.datamodule, "val_sampler", None) if self._trainer else None
         global_batch = sampler.global_index(batch_idx) if sampler is not None else batch_idx
-        rng = StepRandomness.for_eval(self.device, self.seed, global_batch, self.eval_pass)
-        out = self.loss(batch, rng)
+        sums, n_tokens = self.validation_draw_sums(batch, global_batch)
         if sampler is not None and sampler.is_padding(global_batch):
             return  # run (collectives stay in step across ranks), never counted
-        self._val_nll += out.nll_sum.double()
-        self._val_tokens += out.n_tokens.double()
+        self._val_nll += sums
+        self._val_tokens += n_tokens
         if self.token_bytes is not None:
             ids = batch["input_ids"][self.scored_positions(batch)]
             self._val_bytes += self.token_bytes.to(ids.device)[ids].sum().double()
@@ -168,17 +182,36 @@ class Algo(L.LightningModule):
         mask = batch.get("attention_mask")
         return torch.ones_like(ids, dtype=torch.bool) if mask is None else mask.bool()
 
+    def validation_draw_sums(self, batch: dict[str, torch.Tensor],
+                             global_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """((K,) float64 NLL sums of the K noise draws of one batch, its scored tokens).
+        Keyed by the seed, the training position, evaluate.py's pass and the global batch."""
+        draws = self.validation_draws()
+        sums = []
+        for draw in range(draws):
+            rng = StepRandomness.for_validation(self.device, self.seed,
+                                                (self.micro_step, self.eval_pass),
+                                                global_batch, draw)
+            out = self.loss(batch, rng)
+            sums.append(out.nll_sum.double())
+        return torch.stack(sums), out.n_tokens.double()
+
     def on_validation_epoch_end(self) -> None:
         if self.ema is not None:
             self.ema.swap_out(self.backbone)
-        nll_sum = self.trainer.strategy.reduce(self._val_nll, reduce_op="sum")
+        per_draw = self.trainer.strategy.reduce(self._val_nll, reduce_op="sum")  # (K,)
         tokens = self.trainer.strategy.reduce(self._val_tokens, reduce_op="sum")
         n_bytes = self.trainer.strategy.reduce(self._val_bytes, reduce_op="sum")
-        self.val_totals = (float(nll_sum), float(tokens), float(n_bytes))
+        self.val_totals = (float(per_draw.mean()), float(tokens), float(n_bytes))
+        self.val_draw_sums = per_draw.tolist()  # evaluate.py pools them over its passes
+        self.val_nll_se = draws_standard_error(per_draw, float(tokens)) \
+            if self.stochastic_nll else 0.0
         self.val_step = self.global_step  # train.py reuses a validation of the final step
         metrics = nll_metrics(*self.val_totals)
         for key, value in metrics.items():
             self.log(f"val/{key}", value, prog_bar=key == "ppl", sync_dist=False)
+        if not math.isnan(self.val_nll_se):
+            self.log("val/nll_se", self.val_nll_se, sync_dist=False)
 
     # ---- optimizer -----------------------------------------------------------------
     def make_optimizer(self) -> torch.optim.Optimizer:
@@ -247,6 +280,17 @@ class Algo(L.LightningModule):
         self.micro_step = state.get("micro_step", 0)
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
+
+
+def draws_standard_error(per_draw: torch.Tensor, n_tokens: float) -> float:
+    """Standard error (nats/token) of the mean of K independent draws' NLL sums:
+    sd_k / sqrt(K) with the sample sd (ddof 1). One draw: NaN (unknown) for a Monte-Carlo
+    estimate; an exact NLL has one draw and error 0 (its caller says so)."""
+    k = per_draw.numel()
+    if k < 2:
+        return float("nan")
+    per_token = per_draw.double() / max(n_tokens, 1.0)
+    return float(per_token.std(unbiased=True) / math.sqrt(k))
 
 
 def nll_metrics(nll_sum: float, n_tokens: float, n_bytes: float = 0.0) -> dict[str, float]:

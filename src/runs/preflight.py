@@ -92,7 +92,9 @@ def check_train_config(cfg: DictConfig) -> None:
     _require(batch is not None and batch >= 1 and batch == int(batch),
              f"data.batch_size={cfg.data.batch_size} must be a whole number >= 1")
     for key, low in (("ckpt_every_n_steps", 0), ("val_every_n_steps", 1), ("keep_last_k", 0),
-                     ("global_batch_size", 1)):
+                     ("global_batch_size", 1), ("val_draws", 1), ("final_val_draws", 1)):
+        if key not in t:  # a run folder older than the key
+            continue
         value = _number(t[key])
         _require(value is not None and value >= low and value == int(value),
                  f"training.{key}={t[key]} must be a whole number >= {low}")

@@ -46,7 +46,7 @@ def plot_curves(curves: list[ValCurve], path: Path, x_axis: str = "epochs") -> P
             ax.plot(xs, c.nll, color=colors[name], lw=1.0, alpha=0.8,
                     label=None if name in labelled else name)
             labelled.add(name)
-            ax.plot(xs[c.best_index], c.nll[c.best_index], "o", color=colors[name], ms=4)
+            ax.plot(xs[c.best_index], c.selection_nll[c.best_index], "o", color=colors[name], ms=4)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # short ranges label minor ticks on top of each other
         ax.set_title(f"U = {u:,} tokens")

@@ -17,6 +17,21 @@ from typing import Any
 import numpy as np
 
 X_AXES: tuple[str, ...] = ("step", "tokens", "flops", "epochs")
+#: Validations in the centered moving average on which a Monte-Carlo curve's best is chosen.
+#: Each validation draws fresh noise, so the window averages 5x the draws of one point; the
+#: minimum of the raw points would pick the luckiest draw (a downward bias on every "best").
+SMOOTH_WINDOW = 5
+EXACT_ALGOS: tuple[str, ...] = ("ar",)  # validation loss is an exact NLL, not an estimate
+
+
+def centered_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Centered moving average; near the ends the window shrinks to the points that exist
+    (so the last point averages itself and the window//2 before it)."""
+    half = window // 2
+    out = np.empty(len(values), dtype=float)
+    for i in range(len(values)):
+        out[i] = float(np.mean(values[max(0, i - half): i + half + 1]))
+    return out
 
 
 @dataclass
@@ -34,6 +49,8 @@ class ValCurve:
         flops: Training FLOPs spent at each validation (None when unknown).
         delta: The run's config delta (the keys its folder hash stands for).
         seed: ``cfg.seed`` (None without config.yaml).
+        final_nll: result.json's ``val_nll`` (the end-of-run validation, with its own draws).
+        final_se: its Monte-Carlo standard error (0 for AR, None when unknown).
     """
 
     run_dir: Path
@@ -46,6 +63,8 @@ class ValCurve:
     flops: np.ndarray | None = None
     delta: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
+    final_nll: float | None = None
+    final_se: float | None = None
 
     @property
     def epochs(self) -> np.ndarray | None:
@@ -64,9 +83,20 @@ class ValCurve:
         return values
 
     @property
+    def stochastic(self) -> bool:
+        """Whether each point is a Monte-Carlo estimate (a diffusion NELBO)."""
+        return self.algo not in EXACT_ALGOS
+
+    @property
+    def selection_nll(self) -> np.ndarray:
+        """The curve a best is chosen on: the points themselves for an exact NLL, their
+        centered moving average (SMOOTH_WINDOW) for a Monte-Carlo one."""
+        return centered_mean(self.nll, SMOOTH_WINDOW) if self.stochastic else self.nll
+
+    @property
     def best_index(self) -> int:
-        """Index of the lowest validation loss (the first one on ties)."""
-        return int(np.argmin(self.nll))
+        """Index of the lowest point of `selection_nll` (the first one on ties)."""
+        return int(np.argmin(self.selection_nll))
 
 
 def _float(value: str | None) -> float | None:
@@ -149,6 +179,8 @@ def load_curve(run_dir: str | Path) -> ValCurve:
         tokens=None if None in tokens else np.asarray(tokens, float),
         flops=None if None in flops else np.asarray(flops, float),
         delta=delta, seed=int(cfg.seed) if cfg is not None else None,
+        final_nll=_float(str(result.get("val_nll", ""))),
+        final_se=_float(str(result.get("val_nll_se", ""))),
     )
 
 
