@@ -6,8 +6,8 @@ Usage:
 
 Collects the finished runs under RUN_ROOT (diverged runs are reported and left out), reads each
 one's validation curve, and writes into --out: curves_epochs.png and curves_flops.png (one
-panel per data budget U), best.png (best loss against repetitions), crossover.md (the table)
-and crossover.json. Series are the algo plus any other swept key (``ar dropout=0.1``).
+panel per data budget U), best.png (best loss against repetitions), crossover.md (the tables),
+crossover.json, runs.csv (the collected results) and curves.csv (every validation point). Series are the algo plus any other swept key (``ar dropout=0.1``).
 """
 
 from __future__ import annotations
@@ -25,21 +25,27 @@ from src.scaling.crossover import (  # noqa: E402
     Crossover,
     best_table,
     find_crossover,
+    series_name,
     summarize,
     to_dict,
 )
-from src.scaling.curves import load_curve  # noqa: E402
+from src.scaling.curves import EXACT_ALGOS, load_curve  # noqa: E402
 
-NOTE = ("Diffusion losses are NELBOs, upper bounds on the NLL; AR losses are exact NLLs "
-        "on the same held-out tokens.")
+NOTE = ("Diffusion losses are Monte-Carlo estimates of NELBOs (upper bounds on the NLL in "
+        "expectation; a single estimate can sit below); AR losses are exact NLLs on the same "
+        "held-out tokens. A diffusion run's best is the minimum of a 5-validation moving "
+        "average (fresh noise at each validation); its final value, with no selection, and "
+        "that value's standard error are in the last columns.")
 
 
 def markdown(summary, crossover: Crossover | None) -> str:
     """The per-U table (best loss mean [min, max] over seeds, epoch of the best) and the
     crossover sentence."""
     series = sorted(set(summary["series"]))
-    lines = ["| U | repetitions | " + " | ".join(f"{s} best (epoch)" for s in series) + " |",
-             "|---|---|" + "---|" * len(series)]
+    finals = [s for s in series if s.split()[0] not in EXACT_ALGOS]
+    lines = ["| U | repetitions | " + " | ".join(f"{s} best (epoch)" for s in series)
+             + "".join(f" | {s} final ± SE" for s in finals) + " |",
+             "|---|---|" + "---|" * (len(series) + len(finals))]
     for u, rows in summary.groupby("unique_tokens"):
         cells = []
         for s in series:
@@ -51,9 +57,35 @@ def markdown(summary, crossover: Crossover | None) -> str:
             spread = (f" [{r.best_loss_min:.3f}, {r.best_loss_max:.3f}]"
                       if r.n_seeds > 1 else "")
             cells.append(f"{r.best_loss:.3f}{spread} ({r.best_epoch:.0f})")
+        for s in finals:
+            r = rows[rows["series"] == s]
+            cells.append("-" if r.empty else
+                         f"{r.iloc[0].final_loss:.3f} ± {r.iloc[0].final_se:.3f}")
         lines.append(f"| {int(u):,} | {rows['repetitions'].mean():.0f} | " + " | ".join(cells) + " |")
-    lines += ["", NOTE, "", crossover_sentence(crossover) if crossover else ""]
+    lines += ["", NOTE, ""]
+    if crossover:
+        lines += [gap_table(crossover), "", crossover_sentence(crossover)]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def gap_table(c: Crossover) -> str:
+    """Per U: the mean gap (challenger minus baseline best), its 95% interval, seed wins."""
+    lines = [f"| U | repetitions | {c.challenger} − {c.baseline} | 95% interval | seeds won |",
+             "|---|---|---|---|---|"]
+    for r in c.gaps.itertuples():
+        lines.append(f"| {int(r.unique_tokens):,} | {r.repetitions:.0f} | {r.gap:+.3f} | "
+                     f"[{r.gap_lo:+.3f}, {r.gap_hi:+.3f}] | {r.wins}/{r.n_pairs} |")
+    return "\n".join(lines) + f"\n\nIntervals: {c.interval_method}."
+
+
+def interval_sentence(c: Crossover) -> str:
+    lower, upper = c.interval
+    low = (f"above {lower:.0f} repetitions ({c.baseline} significantly better there)"
+           if lower is not None else "at or below the least repeated budget sampled")
+    high = (f"at or below {upper:.0f} repetitions ({c.challenger} significantly better from "
+            "there on)" if upper is not None else "possibly beyond the most repeated budget "
+            f"sampled ({c.challenger} is never significantly better for good)")
+    return f" With 95% confidence the crossover lies {low} and {high}."
 
 
 def crossover_sentence(c: Crossover) -> str:
@@ -72,6 +104,7 @@ def crossover_sentence(c: Crossover) -> str:
                       for k, v in c.per_seed.items())
     if seeds:
         text += f" Per seed: {seeds}."
+    text += interval_sentence(c)
     ext = c.extrapolated
     if ext is not None and ext.repetitions is not None:
         text += (f" The fits best(U) = E + B U^-beta cross at U = {ext.unique_tokens:,.0f} "
@@ -79,6 +112,20 @@ def crossover_sentence(c: Crossover) -> str:
     elif ext is not None:
         text += f" Fits of best loss against U: {ext.reason}."
     return text
+
+
+def curves_csv(curves, root: Path):
+    """Every validation of every run, long format: the data the figures are drawn from."""
+    import pandas as pd
+
+    frames = []
+    for c in curves:
+        epochs = c.epochs if c.epochs is not None else [float("nan")] * len(c.steps)
+        frames.append(pd.DataFrame({
+            "run_dir": c.run_dir.relative_to(root).as_posix(), "series": series_name(c),
+            "seed": c.seed, "unique_tokens": c.unique_tokens, "step": c.steps,
+            "epochs": epochs, "nll": c.nll, "nll_se": c.nll_se}))
+    return pd.concat(frames, ignore_index=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         written.append(plot_curves(curves, args.out / "curves_flops.png", "flops"))
     text = markdown(summary, crossover)
     (args.out / "crossover.md").write_text(text)
+    found.table.to_csv(args.out / "runs.csv", index=False)  # the data behind every number
+    curves_csv(curves, args.run_root).to_csv(args.out / "curves.csv", index=False)
     report = to_dict(crossover, summary)
     report["runs"] = table.to_dict(orient="records")
     (args.out / "crossover.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
@@ -119,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2, default=float))
     else:
         print(text)
-        for path in [*written, args.out / "crossover.md", args.out / "crossover.json"]:
+        for path in [*written, *(args.out / f for f in ("crossover.md", "crossover.json",
+                                                         "runs.csv", "curves.csv"))]:
             print(f"wrote {path}")
     return 0
 

@@ -76,10 +76,16 @@ def predict_quickstart(device: str, precision: str,
                                  warmup=2, precision=precision)
     # The cadence's validations, and the final one unless the cadence ends on the last step
     # (train.py reuses that one).
+    # Each validation scores its tokens once per noise draw (diffusion; AR once), the final
+    # one with final_val_draws (a separate pass when that differs).
     cadence = len(range(plan.val_every_n_steps, plan.max_steps + 1, plan.val_every_n_steps))
-    validations = cadence + (plan.max_steps % plan.val_every_n_steps != 0)
+    draws, final_draws = (int(cfg.training.val_draws), int(cfg.training.final_val_draws)) \
+        if algo.stochastic_nll else (1, 1)
+    separate_final = plan.max_steps % plan.val_every_n_steps != 0 or final_draws != draws
+    validations = cadence + separate_final
+    passes = cadence * draws + separate_final * final_draws
     per_token = step_s / plan.tokens_per_step
-    val_s = validations * val_tokens * per_token * FORWARD_SHARE
+    val_s = passes * val_tokens * per_token * FORWARD_SHARE
     total = QUICKSTART_FIXED_S + plan.max_steps * step_s + val_s
     return {"step_s": step_s, "steps": plan.max_steps, "tokens_per_s": 1 / per_token,
             "validations": validations, "validation_s": val_s, "predicted_s": total}

@@ -62,6 +62,10 @@ def test_run_writes_result_row(runs, algo):
     assert per_token == pytest.approx(on_disk["val_nll"] / math.log(2))
     # Two float64 formulas (nll_sum / tokens / ln 2 and nll_sum / (ln 2 bytes)): 1e-12 slack.
     assert per_token * (1 - 1e-12) <= on_disk["val_bpb"] < per_token * 1.05
+    # The final NELBO averages training.final_val_draws (= val_draws = 8) noise draws and
+    # carries their standard error; AR's NLL is exact (one pass, SE 0).
+    assert on_disk["val_draws"] == (1 if algo == "ar" else 8)
+    assert on_disk["val_nll_se"] == 0.0 if algo == "ar" else 0 < on_disk["val_nll_se"] < 0.5
     assert len(json.loads((Path(result["run_dir"]) / "samples.json").read_text())) == 2
     assert (Path(result["run_dir"]) / "checkpoints" / "last.ckpt").exists()
 
@@ -80,7 +84,8 @@ def _cli(module: str, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("algo", [pytest.param("ar", marks=pytest.mark.slow), "mdlm"])
 def test_evaluate_reproduces_validation_nll(runs, algo, tmp_path):
-    """The evaluation noise is fixed per batch, so evaluate == the run's final val/nll."""
+    """The evaluation noise is keyed like the run's final validation (seed, step, batch,
+    draw), so evaluate == the run's final val/nll."""
     run_dir = runs[algo]["run_dir"]
     out = tmp_path / "eval.json"
     proc = _cli("src.evaluate", f"ckpt={run_dir}", "max_batches=3", f"out={out}",
@@ -89,13 +94,19 @@ def test_evaluate_reproduces_validation_nll(runs, algo, tmp_path):
     metrics = json.loads(out.read_text())
     assert metrics["nll"] == pytest.approx(runs[algo]["val_nll"], rel=1e-4)
     assert metrics["is_bound"] == (algo != "ar")
+    # The same draws as the run's end-of-run validation: the same standard error too.
+    assert metrics["draws"] == runs[algo]["val_draws"]
+    assert metrics["nll_se"] == pytest.approx(runs[algo]["val_nll_se"], rel=1e-4)
 
     # repeats=2 adds a second Monte-Carlo pass with fresh noise: a different estimate for
     # the diffusion bound, the same exact NLL for AR.
     proc = _cli("src.evaluate", f"ckpt={run_dir}", "max_batches=3", "repeats=2", f"out={out}",
                 f"paths.log_dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    twice = json.loads(out.read_text())["nll"]
+    pooled = json.loads(out.read_text())
+    twice = pooled["nll"]
+    if algo != "ar":  # 2 passes of 8 draws, pooled: 16 draws behind the estimate
+        assert pooled["draws"] == 16 and 0 < pooled["nll_se"]
     if algo == "ar":
         assert twice == pytest.approx(metrics["nll"], rel=1e-6)
     else:

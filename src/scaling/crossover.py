@@ -64,6 +64,7 @@ def best_table(curves: list[ValCurve]) -> pd.DataFrame:
             "best_loss": float(c.selection_nll[i]), "best_loss_raw": float(c.nll[i]),
             "best_epoch": float(epochs[i]), "best_step": int(c.steps[i]),
             "best_flops": float(c.flops[i]) if c.flops is not None else math.nan,
+            "best_se": float(c.selection_se[i]),
             "final_loss": float(c.final_nll if c.final_nll is not None else c.nll[-1]),
             "final_se": math.nan if c.final_se is None else float(c.final_se),
             "run_dir": str(c.run_dir),
@@ -86,6 +87,8 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
         best_loss=("best_loss", "mean"), best_loss_min=("best_loss", "min"),
         best_loss_max=("best_loss", "max"), best_epoch=("best_epoch", "mean"),
         final_loss=("final_loss", "mean"),
+        # SE of the mean final value over seeds, from each run's own Monte-Carlo SE
+        final_se=("final_se", lambda se: float(np.sqrt((se ** 2).mean() / len(se)))),
     )
     return out.reset_index()
 
@@ -108,6 +111,11 @@ class Crossover:
         below_range: The challenger already wins at the least repeated U sampled.
         per_seed: Seed -> its own crossover (same rule on that seed's gaps).
         extrapolated: Where the fits of best loss against U cross (see :func:`extrapolate`).
+        interval: (last repetition count where the baseline is significantly better, first
+            one from which the challenger is significantly better at every larger count),
+            from the gaps' 95% intervals (:func:`gap_intervals`); None at an end = beyond the
+            sampled range on that side. The crossover lies between them.
+        interval_method: How the gaps' intervals were formed (seeds, or Monte-Carlo only).
     """
 
     baseline: str
@@ -118,6 +126,8 @@ class Crossover:
     below_range: bool
     per_seed: dict[int, float | None] = field(default_factory=dict)
     extrapolated: Extrapolation | None = None
+    interval: tuple[float | None, float | None] = (None, None)
+    interval_method: str = ""
 
     @property
     def seed_spread(self) -> tuple[float, float] | None:
@@ -180,13 +190,18 @@ def find_crossover(table: pd.DataFrame, baseline: str = "ar", challenger: str = 
         for seed, g in zip(paired["seed"], seed_gaps):
             per_seed_gaps.setdefault(int(seed), {})[u] = float(g)
         spread = seed_gaps if seed_gaps.size else np.array([gap])
+        mc_se = math.sqrt(float((b["best_se"] ** 2).mean()) / len(b)
+                          + float((c["best_se"] ** 2).mean()) / len(c)) \
+            if "best_se" in table else math.nan
         rows.append({"unique_tokens": int(u),
                      "repetitions": float(pd.concat([b, c])["repetitions"].mean()),
                      "gap": gap, "gap_min": float(spread.min()), "gap_max": float(spread.max()),
-                     "wins": int((seed_gaps < 0).sum()), "n_pairs": int(seed_gaps.size)})
+                     "wins": int((seed_gaps < 0).sum()), "n_pairs": int(seed_gaps.size),
+                     "mc_se": mc_se, "seed_gaps": seed_gaps.tolist()})
     if not rows:
         raise ValueError(f"{baseline!r} and {challenger!r} share no data budget U")
     gaps = pd.DataFrame(rows).sort_values("repetitions").reset_index(drop=True)
+    gaps, method = gap_intervals(gaps)
     reps, mean_gap = gaps["repetitions"].to_numpy(), gaps["gap"].to_numpy()
     k, interpolated = first_lasting_win(reps, mean_gap)
     per_seed = {}
@@ -199,7 +214,59 @@ def find_crossover(table: pd.DataFrame, baseline: str = "ar", challenger: str = 
         baseline, challenger, gaps, None if k is None else float(reps[k]), interpolated,
         below_range=k == 0, per_seed=per_seed,
         extrapolated=extrapolate(table, baseline, challenger),
+        interval=crossover_interval(gaps), interval_method=method,
     )
+
+
+def gap_intervals(gaps: pd.DataFrame, level: float = 0.95) -> tuple[pd.DataFrame, str]:
+    """Add ``gap_se, gap_lo, gap_hi`` (a `level` interval of the mean gap) to each U's row.
+
+    With paired seeds, the spread of the per-seed gaps holds every source of noise (seed,
+    data order, Monte-Carlo draws): its variance is pooled over the U's (one shared seed
+    variance, sum of (pairs - 1) degrees of freedom) and a t quantile is used. With one seed
+    there is no seed variance to measure: the interval is the Monte-Carlo SE of the two
+    losses alone (``mc_se``, normal quantile), which the method string says.
+    """
+    from scipy.stats import norm, t as student_t
+
+    gaps = gaps.copy()
+    dof, ss = 0, 0.0
+    for seed_gaps in gaps["seed_gaps"]:
+        if len(seed_gaps) >= 2:
+            g = np.asarray(seed_gaps, float)
+            ss += float(((g - g.mean()) ** 2).sum())
+            dof += len(g) - 1
+    if dof > 0:
+        sd = math.sqrt(ss / dof)
+        gaps["gap_se"] = [sd / math.sqrt(max(int(n), 1)) for n in gaps["n_pairs"]]
+        q = float(student_t.ppf(0.5 + level / 2, dof))
+        method = (f"{level:.0%} t-intervals over seeds: the per-seed gaps' variance pooled "
+                  f"over the data budgets ({dof} degrees of freedom)")
+    else:
+        gaps["gap_se"] = gaps["mc_se"]
+        q = float(norm.ppf(0.5 + level / 2))
+        method = (f"{level:.0%} intervals from the Monte-Carlo standard errors alone (one "
+                  "seed: seed-to-seed variation is not included)")
+    gaps["gap_lo"] = gaps["gap"] - q * gaps["gap_se"]
+    gaps["gap_hi"] = gaps["gap"] + q * gaps["gap_se"]
+    return gaps, method
+
+
+def crossover_interval(gaps: pd.DataFrame) -> tuple[float | None, float | None]:
+    """(largest repetition count at which the baseline is significantly better, smallest
+    one from which the challenger is significantly better at every larger count); None
+    where no sampled budget qualifies (the end lies outside the sampled range). `gaps` must
+    be sorted by repetitions and carry ``gap_lo, gap_hi`` (:func:`gap_intervals`)."""
+    reps = gaps["repetitions"].to_numpy()
+    lo, hi = gaps["gap_lo"].to_numpy(), gaps["gap_hi"].to_numpy()
+    worse = np.flatnonzero(lo > 0)
+    lower = float(reps[worse[-1]]) if worse.size else None
+    upper = None
+    for k in range(len(reps) - 1, -1, -1):
+        if not hi[k] < 0:
+            break
+        upper = float(reps[k])
+    return lower, upper
 
 
 def saturating(u: np.ndarray, e: float, log_b: float, beta: float) -> np.ndarray:
@@ -288,11 +355,13 @@ def to_dict(crossover: Crossover, summary: pd.DataFrame) -> dict[str, Any]:
         "below_range": crossover.below_range,
         "per_seed": {str(k): v for k, v in crossover.per_seed.items()},
         "seed_spread": crossover.seed_spread,
+        "interval": list(crossover.interval), "interval_method": crossover.interval_method,
         "gaps": crossover.gaps.to_dict(orient="records"),
         "extrapolated": None if ext is None else {
             "params": {k: dict(zip(("E", "B", "beta"), v)) for k, v in ext.params.items()},
             "unique_tokens": ext.unique_tokens, "repetitions": ext.repetitions,
             "reason": ext.reason},
         "summary": summary.to_dict(orient="records"),
-        "note": "diffusion losses are NELBO upper bounds on the NLL; AR losses are exact NLL",
+        "note": ("diffusion losses are Monte-Carlo estimates of NELBO upper bounds on the NLL "
+                 "(best: on a 5-validation moving average); AR losses are exact NLL"),
     }

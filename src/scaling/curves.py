@@ -49,6 +49,8 @@ class ValCurve:
         flops: Training FLOPs spent at each validation (None when unknown).
         delta: The run's config delta (the keys its folder hash stands for).
         seed: ``cfg.seed`` (None without config.yaml).
+        nll_se: ``val/nll_se`` at each validation (NaN where not logged: one draw, or a run
+            older than the estimator; 0 for AR).
         final_nll: result.json's ``val_nll`` (the end-of-run validation, with its own draws).
         final_se: its Monte-Carlo standard error (0 for AR, None when unknown).
     """
@@ -63,6 +65,7 @@ class ValCurve:
     flops: np.ndarray | None = None
     delta: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
+    nll_se: np.ndarray | None = None
     final_nll: float | None = None
     final_se: float | None = None
 
@@ -92,6 +95,21 @@ class ValCurve:
         """The curve a best is chosen on: the points themselves for an exact NLL, their
         centered moving average (SMOOTH_WINDOW) for a Monte-Carlo one."""
         return centered_mean(self.nll, SMOOTH_WINDOW) if self.stochastic else self.nll
+
+    @property
+    def selection_se(self) -> np.ndarray:
+        """Monte-Carlo standard error of each `selection_nll` point: 0 for an exact NLL;
+        for a moving average, the root-mean-square SE of its points over sqrt(points)
+        (independent draws at each validation). NaN where a point's SE is unknown. It
+        leaves out the bias of choosing the minimum, which smoothing shrinks."""
+        if not self.stochastic:
+            return np.zeros(len(self.nll))
+        se = self.nll_se if self.nll_se is not None else np.full(len(self.nll), np.nan)
+        half, out = SMOOTH_WINDOW // 2, np.empty(len(se))
+        for i in range(len(se)):
+            window = se[max(0, i - half): i + half + 1]
+            out[i] = float(np.sqrt(np.mean(window ** 2) / len(window)))
+        return out
 
     @property
     def best_index(self) -> int:
@@ -157,14 +175,18 @@ def load_curve(run_dir: str | Path) -> ValCurve:
     if unique is None and cfg is not None and cfg.data.get("unique_tokens") is not None:
         unique = math.ceil(int(cfg.data.unique_tokens) / seq_len) * seq_len
     logged_tokens, logged_flops = _per_step(rows, "perf/tokens"), _per_step(rows, "perf/flops")
-    steps, nll, tokens, flops, seen = [], [], [], [], set()
+    steps, nll, nll_se, tokens, flops, seen = [], [], [], [], [], set()
     for r in rows:
+        # The first validation of a step: the cadence's (an end-of-run validation with more
+        # draws at the same step is result.json's final_nll).
         value, step = _float(r.get("val/nll")), int(r["step"])
         if value is None or step in seen:
             continue
         seen.add(step)
         steps.append(step)
         nll.append(value)
+        se = _float(r.get("val/nll_se"))
+        nll_se.append(math.nan if se is None else se)
         tokens.append(_at(step, logged_tokens, tokens_per_step))
         flops.append(_at(step, logged_flops, flops_per_step))
     if not nll:
@@ -179,6 +201,7 @@ def load_curve(run_dir: str | Path) -> ValCurve:
         tokens=None if None in tokens else np.asarray(tokens, float),
         flops=None if None in flops else np.asarray(flops, float),
         delta=delta, seed=int(cfg.seed) if cfg is not None else None,
+        nll_se=np.asarray(nll_se, float),
         final_nll=_float(str(result.get("val_nll", ""))),
         final_se=_float(str(result.get("val_nll_se", ""))),
     )
