@@ -1,6 +1,20 @@
 """The bad-input table: each case ends with exactly one `error:` line naming the fix, before
 anything trains (no traceback, no silent acceptance). Cases that need a trained run
-(evaluate, sample) are in tests/test_train_e2e.py."""
+(evaluate, sample) are in tests/test_train_e2e.py.
+
+Rows of issue 22 that need another module's fixtures live beside them:
+- a wrong qkv shape / our own last.ckpt / an invalid config.json given to import_model:
+  tests/export/test_import.py (test_wrong_qkv_shape_is_named,
+  test_own_training_checkpoint_is_told_to_be_used_directly, test_invalid_config_json_is_named);
+- a wrong model.n_heads, attacked config.json files: tests/export/test_import_attacks.py;
+- one samples file per sampler setting: tests/test_train_e2e.py
+  (test_evaluate_one_file_and_samples_land_in_the_run);
+- a DUO student without a teacher names algo.teacher_ckpt=: tests/algos/test_duo_distill.py;
+- a parquet file read with data.source=json: tests/data/test_sources.py;
+- a task YAML with a syntax error: tests/export/test_lm_harness.py;
+- nested `_target_` and other file-config attacks on every entry point:
+  tests/test_file_config.py, tests/resume/test_safe_loading.py, tests/data/test_shard_meta.py.
+"""
 
 from __future__ import annotations
 
