@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,13 @@ from src.scaling.isoflop import IsoFlopFit, PowerLaw, fit_isoflop
 from src.scaling.parametric import ParametricFit, fit_parametric, unconstrained_reason
 from src.scaling.table import FitError, prepare_table, split_groups
 from src.scaling.threads import single_blas_thread
+from src.scaling.uncertainty import (
+    CaseBootstrap,
+    SensitivityRow,
+    case_bootstrap,
+    sensitivity,
+    t_intervals,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +82,10 @@ class GroupResult:
         isoflop_ci: Bootstrap intervals of the IsoFLOP laws (None without laws or n_boot 0).
         frontier: L_opt = k C^exponent through the IsoFLOP minima (None without laws).
         allow_unbracketed: Whether extrapolated minima entered the laws.
+        t_ci: t-intervals of a, b and the frontier exponent across budgets
+            (src/scaling/uncertainty.py; empty with fewer than 3 budgets).
+        case_ci: Intervals from resampling runs (and seeds) within budgets.
+        sensitivity: The laws under other analysis choices.
     """
 
     name: str
@@ -85,6 +96,9 @@ class GroupResult:
     isoflop_ci: IsoFlopCI | None = None
     frontier: PowerLaw | None = None
     allow_unbracketed: bool = False
+    t_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    case_ci: CaseBootstrap | None = None
+    sensitivity: list[SensitivityRow] = field(default_factory=list)
 
 
 def single_epoch_mask(df: pd.DataFrame, max_epochs: float = 1.0) -> np.ndarray:
@@ -111,6 +125,7 @@ def single_epoch_mask(df: pd.DataFrame, max_epochs: float = 1.0) -> np.ndarray:
 def analyze_group(
     name: str, df: pd.DataFrame, *, n_boot: int = 200, seed: int = 0,
     allow_unbracketed: bool = False, max_epochs: float = 1.0,
+    non_embedding: pd.DataFrame | None = None,
 ) -> GroupResult:
     """Fit IsoFLOP, parametric and (when applicable) data-constrained laws to one group.
 
@@ -122,6 +137,8 @@ def analyze_group(
         allow_unbracketed: Use IsoFLOP minima extrapolated beyond the sampled N.
         max_epochs: Rows with up to this many epochs count as fresh data for the
             IsoFLOP and parametric fits (see :func:`single_epoch_mask`).
+        non_embedding: The same rows prepared with N = non-embedding parameters (a
+            sensitivity row), when the table has them.
 
     Returns:
         The group's results; fits that cannot be made carry a :class:`Skipped` reason.
@@ -138,6 +155,15 @@ def analyze_group(
     frontier = fit_frontier(isoflop.used(allow_unbracketed)) if isoflop.n_opt_law else None
     isoflop_ci = bootstrap_isoflop(isoflop, n_boot=n_boot, seed=seed,
                                    allow_unbracketed=allow_unbracketed)
+    used = isoflop.used(allow_unbracketed)
+    t_ci = t_intervals(used) if isoflop.n_opt_law else {}
+    case_ci = case_bootstrap(used, n_boot=n_boot, seed=seed) if isoflop.n_opt_law else None
+    fresh_ne = None
+    if non_embedding is not None:
+        fresh_ne = non_embedding.loc[single_epoch_mask(non_embedding, max_epochs)]
+    rows_sensitivity = sensitivity(fresh, non_embedding=fresh_ne,
+                                   allow_unbracketed=allow_unbracketed) if isoflop.n_opt_law \
+        else []
     parametric: ParametricResult | Skipped
     try:
         fit = fit_parametric(fresh["N"], fresh["D"], fresh["L"])
@@ -157,7 +183,7 @@ def analyze_group(
     except FitError as err:
         data_constrained = Skipped(str(err))
     return GroupResult(name, df, isoflop, parametric, data_constrained, isoflop_ci, frontier,
-                       allow_unbracketed)
+                       allow_unbracketed, t_ci, case_ci, rows_sensitivity)
 
 
 def compute_multipliers(results: list[GroupResult], reference: str) -> list[Multiplier]:
@@ -176,7 +202,9 @@ def compute_multipliers(results: list[GroupResult], reference: str) -> list[Mult
                          f"({ref.isoflop.reason}): no multiplier against it")
     budgets = [b.budget for b in ref.isoflop.used(ref.allow_unbracketed)]
     return [compute_multiplier(reference, ref.frontier, budgets, r.name, r.frontier,
-                               ref.isoflop_ci, r.isoflop_ci)
+                               ref.isoflop_ci, r.isoflop_ci,
+                               measured_up_to=max(b.budget for b in
+                                                  r.isoflop.used(r.allow_unbracketed)))
             for r in results if r.name != reference and r.frontier is not None]
 
 
@@ -206,11 +234,19 @@ def analyze(
     if not max_epochs >= 1.0:
         raise ValueError(f"--max-epochs must be >= 1 (one pass is fresh data), got {max_epochs}")
     prepared = prepare_table(df, params_col=params_col)
+    alternative = None  # the same rows with N = non-embedding parameters (sensitivity)
+    if params_col != "non_embedding_params" and "non_embedding_params" in df.columns:
+        try:
+            alternative = split_groups(prepare_table(df, params_col="non_embedding_params"),
+                                       group_col)
+        except (FitError, ValueError):
+            alternative = None
     # Optimizer and bootstrap probe extreme exponents whose overflows end as non-finite
     # objectives, which the fitters already discard; numpy's warnings would only be noise.
     with single_blas_thread(), np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         return [
             analyze_group(name, rows, n_boot=n_boot, seed=seed,
-                          allow_unbracketed=allow_unbracketed, max_epochs=max_epochs)
+                          allow_unbracketed=allow_unbracketed, max_epochs=max_epochs,
+                          non_embedding=None if alternative is None else alternative.get(name))
             for name, rows in split_groups(prepared, group_col).items()
         ]

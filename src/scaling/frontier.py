@@ -132,6 +132,9 @@ class Multiplier:
         losses: The reference frontier's loss at each budget.
         values: C_group(L) / C_reference(L) at each.
         ci: (low, high) per budget from paired bootstrap replicates, when both have them.
+        extrapolation: Per budget, the compute the group needs over the largest budget it
+            was measured at (> 1: its frontier is extrapolated that many times past its
+            data, and the multiplier with it); None when unknown.
     """
 
     reference: str
@@ -140,11 +143,13 @@ class Multiplier:
     losses: np.ndarray
     values: np.ndarray
     ci: list[tuple[float, float]] | None = None
+    extrapolation: np.ndarray | None = None
 
 
 def compute_multiplier(
     reference: str, ref_law: PowerLaw, ref_budgets: np.ndarray, group: str, law: PowerLaw,
     ref_ci: IsoFlopCI | None = None, ci: IsoFlopCI | None = None, level: float = 0.95,
+    measured_up_to: float | None = None,
 ) -> Multiplier:
     """C_group(L) / C_reference(L) at the losses the reference frontier reaches at its budgets.
 
@@ -157,6 +162,7 @@ def compute_multiplier(
         ref_ci: Reference bootstrap (its frontier replicates).
         ci: The group's bootstrap.
         level: Interval coverage.
+        measured_up_to: The group's largest measured budget (for ``extrapolation``).
 
     Returns:
         The :class:`Multiplier`; intervals pair replicate i of each bootstrap.
@@ -171,4 +177,5 @@ def compute_multiplier(
         tail = 100 * (1 - level) / 2
         lo, hi = np.percentile(draws, tail, axis=0), np.percentile(draws, 100 - tail, axis=0)
         intervals = [(float(a), float(b)) for a, b in zip(lo, hi)]
-    return Multiplier(reference, group, budgets, losses, values, intervals)
+    extrapolation = None if measured_up_to is None else values * budgets / measured_up_to
+    return Multiplier(reference, group, budgets, losses, values, intervals, extrapolation)

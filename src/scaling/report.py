@@ -12,6 +12,7 @@ from src.scaling.data_constrained import DataConstrainedFit
 from src.scaling.frontier import IsoFlopCI, Multiplier
 from src.scaling.isoflop import BudgetFit, IsoFlopFit, PowerLaw
 from src.scaling.parametric import ParametricFit, unconstrained_reason
+from src.scaling.uncertainty import constrained_reason
 from src.scaling.published import PUBLISHED_ISOFLOP, PUBLISHED_LAWS, PUBLISHED_MULTIPLIERS
 
 
@@ -60,7 +61,28 @@ def multiplier_dict(m: Multiplier) -> dict[str, Any]:
     return {"reference": m.reference, "group": m.group,
             "C": [_num(c) for c in m.budgets], "loss": [_num(v) for v in m.losses],
             "multiplier": [_num(v) for v in m.values],
-            "ci": None if m.ci is None else [[_num(a), _num(b)] for a, b in m.ci]}
+            "ci": None if m.ci is None else [[_num(a), _num(b)] for a, b in m.ci],
+            "extrapolation": None if m.extrapolation is None
+            else [_num(v) for v in m.extrapolation]}
+
+
+def uncertainty_dict(r: GroupResult) -> dict[str, Any]:
+    """The laws' t-intervals across budgets, case-bootstrap intervals, sensitivity rows and
+    what the data do not constrain (src/scaling/uncertainty.py)."""
+    case = r.case_ci
+    unconstrained = [why for name in ("a", "b")
+                     if (why := constrained_reason(name, r.t_ci.get(name))) is not None] \
+        if r.isoflop.n_opt_law else []
+    return {
+        "t_interval": {k: [_num(v) for v in pair] for k, pair in r.t_ci.items()},
+        "case_bootstrap": None if case is None else {
+            "level": case.level, "n_boot": case.n_boot, "n_ok": case.n_ok,
+            **{k: [_num(v) for v in pair] for k, pair in case.intervals.items()}},
+        "sensitivity": [{"choice": row.choice, "reason": row.reason,
+                         **{k: _num(v) for k, v in row.exponents.items()}}
+                        for row in r.sensitivity],
+        "unconstrained": unconstrained,
+    }
 
 
 def law_params(fit: ParametricFit) -> dict[str, Any]:
@@ -118,6 +140,7 @@ def to_dict(results: list[GroupResult], multipliers: list[Multiplier] | None = N
             r.name: {
                 "n_rows": len(r.table),
                 "isoflop": isoflop_dict(r.isoflop, r.isoflop_ci, r.frontier),
+                "isoflop_uncertainty": uncertainty_dict(r),
                 "parametric": parametric_dict(r.parametric),
                 "data_constrained": data_constrained_dict(r.data_constrained),
             }
@@ -150,6 +173,29 @@ def _isoflop_lines(iso: dict[str, Any]) -> list[str]:
                          f"{_fmt_ci(ci, 'frontier_exponent')}")
     else:
         lines.append(f"  IsoFLOP laws skipped: {iso['reason']}")
+    return lines
+
+
+def _uncertainty_lines(u: dict[str, Any]) -> list[str]:
+    """The wider intervals and the sensitivity table of the IsoFLOP exponents."""
+    lines = []
+    t_ci, case = u["t_interval"], u["case_bootstrap"]
+    names = (("a", "a"), ("b", "b"), ("frontier_exponent", "frontier exponent"))
+    if t_ci:
+        lines.append("  95% t-intervals across budgets: " + ", ".join(
+            f"{label}{_fmt_ci(t_ci, key)}" for key, label in names if key in t_ci))
+    if case:
+        lines.append(f"  Case bootstrap over runs ({case['n_ok']}/{case['n_boot']} replicates "
+                     "kept a bracketed minimum at every budget): " + ", ".join(
+                         f"{label}{_fmt_ci(case, key)}" for key, label in names))
+    for row in u["sensitivity"]:
+        if row["reason"]:
+            lines.append(f"    sensitivity {row['choice']}: no laws ({row['reason']})")
+        else:
+            lines.append(f"    sensitivity {row['choice']}: a {row['a']:.3f}, b {row['b']:.3f}, "
+                         f"frontier {row['frontier_exponent']:.4f}")
+    for why in u["unconstrained"]:
+        lines.append(f"    NOT CONSTRAINED by these data: {why}")
     return lines
 
 
@@ -187,13 +233,18 @@ def summary_text(report: dict[str, Any]) -> str:
     for name, g in report["groups"].items():
         lines.append(f"== group {name} ({g['n_rows']} runs)")
         lines += _isoflop_lines(g["isoflop"])
+        if g.get("isoflop_uncertainty") and g["isoflop"]["status"] == "ok":
+            lines += _uncertainty_lines(g["isoflop_uncertainty"])
         lines += _parametric_lines(g["parametric"])
         lines += _data_constrained_lines(g["data_constrained"])
     for m in report.get("compute_multipliers", []):
         cells = []
         for i, (c, v) in enumerate(zip(m["C"], m["multiplier"])):
             ci = "" if m["ci"] is None else f" [{m['ci'][i][0]:.3g}, {m['ci'][i][1]:.3g}]"
-            cells.append(f"{v:.3g}x{ci} at C={c:.3g}")
+            ext = (m.get("extrapolation") or [None] * (i + 1))[i]
+            far = (f", EXTRAPOLATED {ext:.3g}x past {m['group']}'s largest budget"
+                   if ext is not None and ext > 1.0 else "")
+            cells.append(f"{v:.3g}x{ci} at C={c:.3g}{far}")
         lines.append(f"compute multiplier {m['group']} vs {m['reference']} "
                      f"(compute to reach {m['reference']}'s frontier loss): " + "; ".join(cells))
     pub = ", ".join(f"{n}: alpha {v['alpha']:.3g} beta {v['beta']:.3g} a {v['a']:.3f}"
