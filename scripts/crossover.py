@@ -1,19 +1,23 @@
 """Data-constrained crossover: where does the challenger's best loss drop below the baseline's?
 
 Usage:
-    python scripts/crossover.py RUN_ROOT [--out docs/figures/crossover] [--baseline ar]
-        [--challenger mdlm] [--json]
+    python scripts/crossover.py RUN_ROOT|curves.csv [--out docs/figures/crossover]
+        [--baseline ar] [--challenger mdlm] [--json]
 
 Collects the finished runs under RUN_ROOT (diverged runs are reported and left out), reads each
 one's validation curve, and writes into --out: curves_epochs.png and curves_flops.png (one
 panel per data budget U), best.png (best loss against repetitions), crossover.md (the tables),
-crossover.json, runs.csv (the collected results) and curves.csv (every validation point). Series are the algo plus any other swept key (``ar dropout=0.1``).
+crossover.json, runs.csv (the collected results) and curves.csv (every validation point).
+Given that curves.csv instead of RUN_ROOT it rebuilds the figures and tables from it alone
+(how the committed docs/figures/crossover is checked against the README). Series are the
+algo plus any other swept key (``ar dropout=0.1``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -25,11 +29,15 @@ from src.scaling.crossover import (  # noqa: E402
     Crossover,
     best_table,
     find_crossover,
-    series_name,
     summarize,
     to_dict,
 )
-from src.scaling.curves import EXACT_ALGOS, load_curve  # noqa: E402
+from src.scaling.curves import (  # noqa: E402
+    EXACT_ALGOS,
+    curves_from_frame,
+    curves_to_frame,
+    load_curve,
+)
 
 NOTE = ("Diffusion losses are Monte-Carlo estimates of NELBOs (upper bounds on the NLL in "
         "expectation; a single estimate can sit below); AR losses are exact NLLs on the same "
@@ -59,8 +67,12 @@ def markdown(summary, crossover: Crossover | None) -> str:
             cells.append(f"{r.best_loss:.3f}{spread} ({r.best_epoch:.0f})")
         for s in finals:
             r = rows[rows["series"] == s]
-            cells.append("-" if r.empty else
-                         f"{r.iloc[0].final_loss:.3f} ± {r.iloc[0].final_se:.3f}")
+            if r.empty:
+                cells.append("-")
+                continue
+            se = r.iloc[0].final_se
+            cells.append(f"{r.iloc[0].final_loss:.3f}"
+                         + ("" if math.isnan(se) else f" ± {se:.3f}"))
         lines.append(f"| {int(u):,} | {rows['repetitions'].mean():.0f} | " + " | ".join(cells) + " |")
     lines += ["", NOTE, ""]
     if crossover:
@@ -114,42 +126,44 @@ def crossover_sentence(c: Crossover) -> str:
     return text
 
 
-def curves_csv(curves, root: Path):
-    """Every validation of every run, long format: the data the figures are drawn from."""
+def build(curves, baseline: str, challenger: str):
+    """(best table, per-U summary, crossover, crossover.md text) from validation curves."""
+    table = best_table(curves)
+    crossover = find_crossover(table, baseline, challenger)
+    summary = summarize(table)
+    return table, summary, crossover, markdown(summary, crossover)
+
+
+def read_curves(source: Path):
+    """Curves from a run folder (collected), or from a curves.csv this script wrote."""
     import pandas as pd
 
-    frames = []
-    for c in curves:
-        epochs = c.epochs if c.epochs is not None else [float("nan")] * len(c.steps)
-        frames.append(pd.DataFrame({
-            "run_dir": c.run_dir.relative_to(root).as_posix(), "series": series_name(c),
-            "seed": c.seed, "unique_tokens": c.unique_tokens, "step": c.steps,
-            "epochs": epochs, "nll": c.nll, "nll_se": c.nll_se}))
-    return pd.concat(frames, ignore_index=True)
+    if source.is_file():
+        return curves_from_frame(pd.read_csv(source)), None
+    found = collect_runs(source)
+    if found.table.empty:
+        raise ValueError(f"{source}: no finished run (result.json) found")
+    for run_dir, reason in sorted(found.failed.items()):
+        print(f"left out (failed, not a result): {run_dir}: {reason}", file=sys.stderr)
+    return [load_curve(source / d) for d in found.table["run_dir"]], found
 
 
 def main(argv: list[str] | None = None) -> int:
     """Collect, compare, write the figures and the table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("run_root", type=Path, help="folder of the runs (e.g. runs/crossover_cpu)")
+    p.add_argument("source", type=Path, help="folder of the runs (e.g. runs/crossover_cpu), or "
+                   "a curves.csv written by this script (rebuilds everything from it)")
     p.add_argument("--out", type=Path, default=Path("plots/crossover"), help="output folder")
     p.add_argument("--baseline", default="ar", help="series to beat (default ar)")
     p.add_argument("--challenger", default="mdlm", help="series that repeats data better")
     p.add_argument("--json", action="store_true", help="print the JSON report instead")
     args = p.parse_args(argv)
     try:
-        found = collect_runs(args.run_root)
-        if found.table.empty:
-            raise ValueError(f"{args.run_root}: no finished run (result.json) found")
-        curves = [load_curve(args.run_root / d) for d in found.table["run_dir"]]
-        table = best_table(curves)
-        crossover = find_crossover(table, args.baseline, args.challenger)
+        curves, found = read_curves(args.source)
+        table, summary, crossover, text = build(curves, args.baseline, args.challenger)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for run_dir, reason in sorted(found.failed.items()):
-        print(f"left out (failed, not a result): {run_dir}: {reason}", file=sys.stderr)
-    summary = summarize(table)
     from src.scaling.crossover_plot import plot_best, plot_curves  # matplotlib only here
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -157,10 +171,12 @@ def main(argv: list[str] | None = None) -> int:
                plot_best(summary, crossover, args.out / "best.png")]
     if all(c.flops is not None for c in curves):
         written.append(plot_curves(curves, args.out / "curves_flops.png", "flops"))
-    text = markdown(summary, crossover)
     (args.out / "crossover.md").write_text(text)
-    found.table.to_csv(args.out / "runs.csv", index=False)  # the data behind every number
-    curves_csv(curves, args.run_root).to_csv(args.out / "curves.csv", index=False)
+    names = ["crossover.md", "crossover.json"]
+    if found is not None:  # from run folders: keep the data every number is rebuilt from
+        found.table.to_csv(args.out / "runs.csv", index=False)
+        curves_to_frame(curves, args.source).to_csv(args.out / "curves.csv", index=False)
+        names += ["runs.csv", "curves.csv"]
     report = to_dict(crossover, summary)
     report["runs"] = table.to_dict(orient="records")
     (args.out / "crossover.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
@@ -168,8 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2, default=float))
     else:
         print(text)
-        for path in [*written, *(args.out / f for f in ("crossover.md", "crossover.json",
-                                                         "runs.csv", "curves.csv"))]:
+        for path in [*written, *(args.out / name for name in names)]:
             print(f"wrote {path}")
     return 0
 

@@ -207,6 +207,59 @@ def load_curve(run_dir: str | Path) -> ValCurve:
     )
 
 
+CURVE_COLUMNS: tuple[str, ...] = (
+    "run_dir", "algo", "label", "delta", "seed", "unique_tokens", "step", "tokens", "flops",
+    "nll", "nll_se", "final_nll", "final_se")
+
+
+def curves_to_frame(curves: list[ValCurve], root: Path) -> Any:
+    """Every validation of every curve, one row each (the data behind the crossover figures,
+    committed next to them); `curves_from_frame` reads it back into the same curves."""
+    import pandas as pd
+
+    frames = []
+    for c in curves:
+        n = len(c.steps)
+        frames.append(pd.DataFrame({
+            "run_dir": Path(c.run_dir).relative_to(root).as_posix(), "algo": c.algo,
+            "label": c.label, "delta": json.dumps(c.delta, sort_keys=True), "seed": c.seed,
+            "unique_tokens": c.unique_tokens, "step": c.steps,
+            "tokens": c.tokens if c.tokens is not None else [math.nan] * n,
+            "flops": c.flops if c.flops is not None else [math.nan] * n,
+            "nll": c.nll, "nll_se": c.nll_se if c.nll_se is not None else [math.nan] * n,
+            "final_nll": math.nan if c.final_nll is None else c.final_nll,
+            "final_se": math.nan if c.final_se is None else c.final_se}))
+    return pd.concat(frames, ignore_index=True)[list(CURVE_COLUMNS)]
+
+
+def curves_from_frame(frame: Any) -> list[ValCurve]:
+    """The curves of :func:`curves_to_frame`'s table (e.g. read from a committed curves.csv),
+    in the order of their first row."""
+
+    def optional(values: np.ndarray) -> np.ndarray | None:
+        return None if np.isnan(values).any() else values
+
+    def scalar(value: Any) -> float | None:
+        return None if value is None or (isinstance(value, float) and math.isnan(value)) \
+            else float(value)
+
+    curves = []
+    for run_dir, rows in frame.groupby("run_dir", sort=False):
+        first = rows.iloc[0]
+        curves.append(ValCurve(
+            run_dir=Path(str(run_dir)), algo=str(first["algo"]), label=str(first["label"]),
+            unique_tokens=None if scalar(first["unique_tokens"]) is None
+            else int(first["unique_tokens"]),
+            steps=rows["step"].to_numpy(int), nll=rows["nll"].to_numpy(float),
+            tokens=optional(rows["tokens"].to_numpy(float)),
+            flops=optional(rows["flops"].to_numpy(float)),
+            delta=json.loads(first["delta"]),
+            seed=None if scalar(first["seed"]) is None else int(first["seed"]),
+            nll_se=rows["nll_se"].to_numpy(float),
+            final_nll=scalar(first["final_nll"]), final_se=scalar(first["final_se"])))
+    return curves
+
+
 def curve_label(cfg: Any, delta: dict[str, Any]) -> str:
     """`algo model [U=...] [axis=value ...]`: what sets a run apart in a legend (its config
     delta with short keys; the data budget and the algo name are said once)."""

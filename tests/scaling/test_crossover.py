@@ -230,3 +230,22 @@ def test_one_seed_interval_uses_the_monte_carlo_errors():
     curves[1].nll_se = None
     c = find_crossover(best_table(curves))
     assert np.isnan(c.gaps.gap_se.iloc[-1])
+
+
+def test_curves_csv_rebuilds_the_same_report(tmp_path):
+    """The committed curves.csv alone reproduces crossover.md (what the README quotes)."""
+    from scripts.crossover import main
+
+    root = tmp_path / "runs"
+    for u, (ar, md) in {4096: (6.0, 5.5), 16384: (5.0, 4.9), 65536: (4.0, 4.6)}.items():
+        for seed in (0, 1):
+            write_run(root / f"ar/u{u}/s{seed}", "ar", u,
+                      [(19, ar + 1), (39, ar + 0.01 * seed), (59, ar + 2)], seed=seed)
+            write_run(root / f"mdlm/u{u}/s{seed}", "mdlm", u,
+                      [(19, md + 1), (29, md), (39, md - 0.02 * seed), (49, md), (59, md)],
+                      seed=seed)
+    first, again = tmp_path / "a", tmp_path / "b"
+    assert main([str(root), "--out", str(first)]) == 0
+    assert main([str(first / "curves.csv"), "--out", str(again)]) == 0
+    assert (again / "crossover.md").read_text() == (first / "crossover.md").read_text()
+    assert "95% interval" in (first / "crossover.md").read_text()

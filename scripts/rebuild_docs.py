@@ -1,0 +1,73 @@
+"""Rebuild the committed figures and tables from their committed data, and the README's
+generated blocks from those tables.
+
+Usage:
+    python scripts/rebuild_docs.py            # rewrite docs/figures/* and the README blocks
+    python scripts/rebuild_docs.py --check    # exit 1, naming the block, if anything differs
+
+A README block between ``<!-- generated: PATH -->`` and ``<!-- end generated -->`` holds
+PATH's text verbatim: numbers in it are never typed by hand. Each entry of RECIPES names the
+committed data a figure folder is rebuilt from and the command that does it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+BLOCK = re.compile(r"(<!-- generated: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end generated -->)",
+                   re.S)
+
+#: figure folder -> the command (from the repo root) that rebuilds it from committed data.
+RECIPES: dict[str, list[str]] = {
+    "docs/figures/crossover": [sys.executable, "scripts/crossover.py",
+                               "docs/figures/crossover/curves.csv",
+                               "--out", "docs/figures/crossover"],
+}
+
+
+def readme_blocks(text: str) -> list[tuple[str, str]]:
+    """(path, body) of every generated block in the README text."""
+    return [(m["path"], m["body"]) for m in BLOCK.finditer(text)]
+
+
+def filled(text: str) -> str:
+    """The README text with every generated block replaced by its file's current text."""
+    return BLOCK.sub(lambda m: m.group(1) + (ROOT / m["path"]).read_text() + m.group(4), text)
+
+
+def stale_blocks(text: str) -> list[str]:
+    """Paths of the README blocks whose body differs from the file they quote."""
+    return [path for path, body in readme_blocks(text)
+            if not (ROOT / path).exists() or (ROOT / path).read_text() != body]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true",
+                   help="change nothing; exit 1 if a README block differs from its file")
+    args = p.parse_args(argv)
+    text = README.read_text()
+    if args.check:
+        stale = stale_blocks(text)
+        for path in stale:
+            print(f"error: the README block of {path} differs from the file: run "
+                  "python scripts/rebuild_docs.py", file=sys.stderr)
+        return 1 if stale else 0
+    for folder, command in RECIPES.items():
+        print(f"rebuilding {folder}: {' '.join(command[1:])}")
+        subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    new = filled(text)
+    if new != text:
+        README.write_text(new)
+        print("README.md: generated blocks updated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
