@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="group whose IsoFLOP loss frontier the others' compute multipliers are "
                         "measured against (default: ar when it is a group)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    p.add_argument("--summary-out", type=Path, default=None,
+                   help="also write the text summary here (a file the README quotes)")
+    p.add_argument("--json-out", type=Path, default=None, help="also write the JSON report here")
     return p.parse_args(argv)
 
 
@@ -114,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     report = to_dict(results, multipliers, source=str(args.source), group_col=group_col,
                      params_col=args.params_col, n_boot=args.n_boot, seed=args.seed)
     report["plots"] = plots
+    if args.summary_out is not None:
+        args.summary_out.write_text(summary_text(report) + "\n")
+    if args.json_out is not None:
+        report_copy = {k: v for k, v in report.items() if k != "plots"}  # paths differ per host
+        args.json_out.write_text(json.dumps(to_jsonable(report_copy), indent=2,
+                                            allow_nan=False) + "\n")
     if args.json:
         print(json.dumps(to_jsonable(report), indent=2, allow_nan=False))
     else:
