@@ -174,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "crossover.md").write_text(text)
     names = ["crossover.md", "crossover.json"]
     if found is not None:  # from run folders: keep the data every number is rebuilt from
-        found.table.to_csv(args.out / "runs.csv", index=False)
+        # Where each run was trained is a path on someone's machine: not data.
+        found.table.drop(columns=["recorded_run_dir"], errors="ignore").to_csv(
+            args.out / "runs.csv", index=False)
         curves_to_frame(curves, args.source).to_csv(args.out / "curves.csv", index=False)
         names += ["runs.csv", "curves.csv"]
     report = to_dict(crossover, summary)

@@ -69,6 +69,9 @@ class Algo(L.LightningModule):
         self.seed = seed
         self.ema = EMA(backbone, ema) if ema > 0 else None
         self.micro_step = 0  # training micro-batches consumed; drives all training noise
+        #: optimizer steps taken; keys the validation noise (the same for any number of
+        #: processes x accumulation steps, unlike micro_step)
+        self.optimizer_steps = 0
         self.eval_pass = 0  # which Monte-Carlo pass of the validation noise (evaluate repeats=N)
         # torch.compile on the inner module only (compiling the LightningModule breaks self.log).
         self._net = torch.compile(backbone) if compile else backbone
@@ -142,6 +145,7 @@ class Algo(L.LightningModule):
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
+        self.optimizer_steps += 1
         # Here rather than in on_train_batch_end, for the same reason: a checkpoint written at
         # this step's end must hold the EMA that includes this step.
         if self.ema is not None:
@@ -185,12 +189,12 @@ class Algo(L.LightningModule):
     def validation_draw_sums(self, batch: dict[str, torch.Tensor],
                              global_batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """((K,) float64 NLL sums of the K noise draws of one batch, its scored tokens).
-        Keyed by the seed, the training position, evaluate.py's pass and the global batch."""
+        Keyed by the seed, the optimizer step, evaluate.py's pass and the global batch."""
         draws = self.validation_draws()
         sums = []
         for draw in range(draws):
             rng = StepRandomness.for_validation(self.device, self.seed,
-                                                (self.micro_step, self.eval_pass),
+                                                (self.optimizer_steps, self.eval_pass),
                                                 global_batch, draw)
             out = self.loss(batch, rng)
             sums.append(out.nll_sum.double())
@@ -272,12 +276,14 @@ class Algo(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["algo_state"] = {
             "micro_step": self.micro_step,
+            "optimizer_steps": self.optimizer_steps,
             "ema": self.ema.state_dict() if self.ema is not None else None,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("algo_state", {})
         self.micro_step = state.get("micro_step", 0)
+        self.optimizer_steps = state.get("optimizer_steps", checkpoint.get("global_step", 0))
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
 

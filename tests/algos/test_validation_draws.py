@@ -32,7 +32,7 @@ def _mdlm(dist: EnumerableDist, draws: int) -> MDLM:
 
 def _validate(algo: MDLM, batch: dict, position: int) -> tuple[float, float]:
     """(nats/token, SE) of one validation of one batch at training position `position`."""
-    algo.micro_step = position
+    algo.optimizer_steps = position
     with torch.no_grad():
         sums, tokens = algo.validation_draw_sums(batch, global_batch=0)
     return float(sums.mean() / tokens), draws_standard_error(sums, float(tokens))
