@@ -23,11 +23,16 @@ README = ROOT / "README.md"
 BLOCK = re.compile(r"(<!-- generated: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end generated -->)",
                    re.S)
 
-#: figure folder -> the command (from the repo root) that rebuilds it from committed data.
+LADDER = "docs/figures/cpu_micro_ladder"
+#: figure folder -> the command (from the repo root) that rebuilds it from committed data
+#: (the command's first file argument is that data).
 RECIPES: dict[str, list[str]] = {
     "docs/figures/crossover": [sys.executable, "scripts/crossover.py",
                                "docs/figures/crossover/curves.csv",
                                "--out", "docs/figures/crossover"],
+    LADDER: [sys.executable, "scripts/fit_scaling_laws.py", f"{LADDER}/runs.csv",
+             "--out", LADDER, "--max-epochs", "8", "--summary-out", f"{LADDER}/fit.txt",
+             "--json-out", f"{LADDER}/fit.json"],
 }
 
 
@@ -60,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
                   "python scripts/rebuild_docs.py", file=sys.stderr)
         return 1 if stale else 0
     for folder, command in RECIPES.items():
+        if not (ROOT / command[2]).exists():
+            print(f"skipping {folder}: no {command[2]} (run its recipe in the README first)")
+            continue
         print(f"rebuilding {folder}: {' '.join(command[1:])}")
         subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     new = filled(text)
