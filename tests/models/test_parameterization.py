@@ -54,6 +54,36 @@ def coordinate_change(kind: str, dim: int, depth: int) -> tuple[float, float]:
     return _rms(logits1 - logits0), _rms(h1 - h0)
 
 
+def mdlm_coordinate_change(kind: str, dim: int, depth: int) -> tuple[float, float]:
+    """The same check under MDLM's objective: bidirectional attention, [MASK] inputs, the
+    NELBO-weighted loss on masked positions (src/algos/mdlm.py, the real loss), measured on
+    one fixed half-masked input."""
+    from src.algos.mdlm import MDLM
+    from src.algos.noise import LogLinear
+    from src.algos.randomness import StepRandomness, make_generator
+
+    model = _model(kind, dim, depth)
+    mask_id = VOCAB - 1
+    algo = MDLM(model, noise=LogLinear(), name="mdlm", vocab_size=VOCAB, mask_id=mask_id,
+                optim={}, lr_scheduler={}, eos_id=0)
+    x = torch.randint(0, VOCAB - 1, (16, 32), generator=torch.Generator().manual_seed(1))
+    probe = torch.where(torch.rand(x.shape, generator=torch.Generator().manual_seed(2)) < 0.5,
+                        mask_id, x)
+    opt = torch.optim.AdamW(param_groups(model, 0.0, lr=LR, eps=1e-8), lr=LR, eps=1e-8)
+    seen: dict[str, torch.Tensor] = {}
+    model.blocks[-1].register_forward_hook(lambda m, i, out: seen.__setitem__("h", out.detach()))
+    with torch.no_grad():
+        logits0, h0 = model(probe), seen["h"]
+    for step in range(STEPS):
+        out = algo.loss({"input_ids": x}, StepRandomness(make_generator("cpu", step), 0.3, 0, 16))
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    with torch.no_grad():
+        logits1, h1 = model(probe), seen["h"]
+    return _rms(logits1 - logits0), _rms(h1 - h0)
+
+
 @pytest.fixture(scope="module")
 def by_width() -> dict[str, list[tuple[float, float]]]:
     return {k: [coordinate_change(k, d, 2) for d in WIDTHS] for k in ("sp", "mup", "completep")}
@@ -69,6 +99,18 @@ def test_mup_coordinates_stay_flat_across_widths(by_width, kind):
     logits, hidden = zip(*by_width[kind])
     for series in (logits, hidden):
         assert 0.5 < min(series) / series[0] and max(series) / series[0] < 1.5, by_width[kind]
+
+
+def test_mdlm_coordinates_grow_under_sp_and_stay_flat_under_mup():
+    """The coordinate check of the MDLM path (the AR check above covers causal next-token
+    prediction only): muP and CompleteP keep MDLM's updates flat across widths 32-256."""
+    changes = {k: [mdlm_coordinate_change(k, d, 2) for d in WIDTHS]
+               for k in ("sp", "mup", "completep")}
+    (logit_32, h_32), (logit_256, h_256) = changes["sp"][0], changes["sp"][-1]
+    assert h_256 / h_32 > 3 and logit_256 / logit_32 > 1.5, changes["sp"]
+    for kind in ("mup", "completep"):
+        for series in zip(*changes[kind]):
+            assert 0.5 < min(series) / series[0] and max(series) / series[0] < 1.5, changes
 
 
 def test_completep_coordinates_stay_flat_across_depths():
