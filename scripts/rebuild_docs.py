@@ -6,7 +6,7 @@ Usage:
     python scripts/rebuild_docs.py --check    # exit 1, naming the block, if anything differs
 
 A README block between ``<!-- generated: PATH -->`` and ``<!-- end generated -->`` holds
-PATH's text verbatim: numbers in it are never typed by hand. Each entry of RECIPES names the
+PATH's text verbatim (a .txt file inside a code fence): numbers in it are never typed by hand. Each entry of RECIPES names the
 committed data a figure folder is rebuilt from and the command that does it.
 """
 
@@ -24,6 +24,7 @@ BLOCK = re.compile(r"(<!-- generated: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end
                    re.S)
 
 LADDER = "docs/figures/cpu_micro_ladder"
+BRACKET = "docs/figures/mdlm_bracket"
 #: figure folder -> the command (from the repo root) that rebuilds it from committed data
 #: (the command's first file argument is that data).
 RECIPES: dict[str, list[str]] = {
@@ -33,6 +34,9 @@ RECIPES: dict[str, list[str]] = {
     LADDER: [sys.executable, "scripts/fit_scaling_laws.py", f"{LADDER}/runs.csv",
              "--out", LADDER, "--max-epochs", "8", "--summary-out", f"{LADDER}/fit.txt",
              "--json-out", f"{LADDER}/fit.json"],
+    BRACKET: [sys.executable, "scripts/fit_scaling_laws.py", f"{BRACKET}/runs.csv",
+              "--out", BRACKET, "--max-epochs", "8", "--summary-out", f"{BRACKET}/fit.txt",
+              "--json-out", f"{BRACKET}/fit.json"],
 }
 
 
@@ -41,15 +45,21 @@ def readme_blocks(text: str) -> list[tuple[str, str]]:
     return [(m["path"], m["body"]) for m in BLOCK.finditer(text)]
 
 
+def quoted(path: str) -> str:
+    """What a block holds for `path`: a markdown file as it is, a .txt file in a code fence."""
+    text = (ROOT / path).read_text()
+    return f"```text\n{text}```\n" if path.endswith(".txt") else text
+
+
 def filled(text: str) -> str:
     """The README text with every generated block replaced by its file's current text."""
-    return BLOCK.sub(lambda m: m.group(1) + (ROOT / m["path"]).read_text() + m.group(4), text)
+    return BLOCK.sub(lambda m: m.group(1) + quoted(m["path"]) + m.group(4), text)
 
 
 def stale_blocks(text: str) -> list[str]:
     """Paths of the README blocks whose body differs from the file they quote."""
     return [path for path, body in readme_blocks(text)
-            if not (ROOT / path).exists() or (ROOT / path).read_text() != body]
+            if not (ROOT / path).exists() or quoted(path) != body]
 
 
 def main(argv: list[str] | None = None) -> int:
