@@ -24,7 +24,6 @@ from pathlib import Path
 # Scripts are not a package: make `src` importable when run from anywhere.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.scaling.collect import collect_runs  # noqa: E402
 from src.scaling.crossover import (  # noqa: E402
     Crossover,
     best_table,
@@ -34,9 +33,8 @@ from src.scaling.crossover import (  # noqa: E402
 )
 from src.scaling.curves import (  # noqa: E402
     EXACT_ALGOS,
-    curves_from_frame,
     curves_to_frame,
-    load_curve,
+    read_curves,
 )
 
 NOTE = ("Diffusion losses are Monte-Carlo estimates of NELBOs (upper bounds on the NLL in "
@@ -132,20 +130,6 @@ def build(curves, baseline: str, challenger: str):
     crossover = find_crossover(table, baseline, challenger)
     summary = summarize(table)
     return table, summary, crossover, markdown(summary, crossover)
-
-
-def read_curves(source: Path):
-    """Curves from a run folder (collected), or from a curves.csv this script wrote."""
-    import pandas as pd
-
-    if source.is_file():
-        return curves_from_frame(pd.read_csv(source)), None
-    found = collect_runs(source)
-    if found.table.empty:
-        raise ValueError(f"{source}: no finished run (result.json) found")
-    for run_dir, reason in sorted(found.failed.items()):
-        print(f"left out (failed, not a result): {run_dir}: {reason}", file=sys.stderr)
-    return [load_curve(source / d) for d in found.table["run_dir"]], found
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from src.algos.base import draws_standard_error, nll_metrics
+from src.algos.base import nll_metrics
 from src.checkpoints import load_run
 from src.data.token_bytes import token_byte_lengths
 from src.runs.preflight import check_device, check_required
@@ -84,8 +84,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         draw_sums += run.algo.val_draw_sums
         tokens, n_bytes = run.algo.val_totals[1], run.algo.val_totals[2]
     metrics = nll_metrics(sum(draw_sums) / len(draw_sums), tokens, n_bytes)
-    se = draws_standard_error(torch.tensor(draw_sums), tokens) if run.algo.stochastic_nll \
-        else 0.0
+    se = run.algo.nll_standard_error(torch.tensor(draw_sums), tokens)
     return {
         "checkpoint": str(run.checkpoint_path), "algo": run.algo.name,
         "data": str(run.cfg.data.get("tag", run.cfg.data.get("source"))),

@@ -200,6 +200,11 @@ class Algo(L.LightningModule):
             sums.append(out.nll_sum.double())
         return torch.stack(sums), out.n_tokens.double()
 
+    def nll_standard_error(self, per_draw: torch.Tensor, n_tokens: float) -> float:
+        """Standard error of the validation NLL from its per-draw sums: 0 for an exact NLL
+        (AR), else :func:`draws_standard_error`."""
+        return draws_standard_error(per_draw, n_tokens) if self.stochastic_nll else 0.0
+
     def on_validation_epoch_end(self) -> None:
         if self.ema is not None:
             self.ema.swap_out(self.backbone)
@@ -208,8 +213,7 @@ class Algo(L.LightningModule):
         n_bytes = self.trainer.strategy.reduce(self._val_bytes, reduce_op="sum")
         self.val_totals = (float(per_draw.mean()), float(tokens), float(n_bytes))
         self.val_draw_sums = per_draw.tolist()  # evaluate.py pools them over its passes
-        self.val_nll_se = draws_standard_error(per_draw, float(tokens)) \
-            if self.stochastic_nll else 0.0
+        self.val_nll_se = self.nll_standard_error(per_draw, float(tokens))
         self.val_step = self.global_step  # train.py reuses a validation of the final step
         metrics = nll_metrics(*self.val_totals)
         for key, value in metrics.items():

@@ -44,7 +44,7 @@ class StepRandomness:
         """(B,) stratified antithetic diffusion times on the generator's device."""
         device = self.generator.device
         index = torch.arange(self.offset, self.offset + batch_size, device=device)
-        n_global = self.n_global or batch_size  # 0 = stratify within this batch (eval)
+        n_global = self.n_global or batch_size  # 0 = stratify within this batch (validation)
         u = torch.tensor(self.u, dtype=torch.float64, device=device)
         return stratified_times(u, index, n_global, eps_t)
 
@@ -65,11 +65,4 @@ class StepRandomness:
         """
         u = derive_seed(seed, "val-u", validation, batch, draw) / 2.0**63
         g = make_generator(device, "val", seed, validation, batch, draw)
-        return cls(generator=g, u=u, offset=0, n_global=0)
-
-    @classmethod
-    def for_eval(cls, device: torch.device | str, *keys: object) -> "StepRandomness":
-        """Fixed noise for an evaluation batch: stratified within the batch itself."""
-        g = make_generator(device, "eval", *keys)
-        u = torch.rand(1, generator=g, device=device).item()
         return cls(generator=g, u=u, offset=0, n_global=0)

@@ -152,18 +152,18 @@ def analyze_group(
     isoflop = fit_isoflop(fresh, allow_unbracketed=allow_unbracketed)
     if isoflop.reason:
         log.warning("group %s: IsoFLOP laws skipped: %s", name, isoflop.reason)
-    frontier = fit_frontier(isoflop.used(allow_unbracketed)) if isoflop.n_opt_law else None
     isoflop_ci = bootstrap_isoflop(isoflop, n_boot=n_boot, seed=seed,
                                    allow_unbracketed=allow_unbracketed)
-    used = isoflop.used(allow_unbracketed)
-    t_ci = t_intervals(used) if isoflop.n_opt_law else {}
-    case_ci = case_bootstrap(used, n_boot=n_boot, seed=seed) if isoflop.n_opt_law else None
-    fresh_ne = None
-    if non_embedding is not None:
-        fresh_ne = non_embedding.loc[single_epoch_mask(non_embedding, max_epochs)]
-    rows_sensitivity = sensitivity(fresh, non_embedding=fresh_ne,
-                                   allow_unbracketed=allow_unbracketed) if isoflop.n_opt_law \
-        else []
+    frontier, t_ci, case_ci, rows_sensitivity = None, {}, None, []
+    if isoflop.n_opt_law:
+        used = isoflop.used(allow_unbracketed)
+        frontier = fit_frontier(used)
+        t_ci = t_intervals(used)
+        case_ci = case_bootstrap(used, n_boot=n_boot, seed=seed)
+        fresh_ne = None if non_embedding is None else \
+            non_embedding.loc[single_epoch_mask(non_embedding, max_epochs)]
+        rows_sensitivity = sensitivity(fresh, non_embedding=fresh_ne,
+                                       allow_unbracketed=allow_unbracketed)
     parametric: ParametricResult | Skipped
     try:
         fit = fit_parametric(fresh["N"], fresh["D"], fresh["L"])

@@ -7,6 +7,7 @@ reports bootstrap intervals the same way); percentile intervals follow.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +45,15 @@ class BootstrapCI:
     n_ok: int
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     samples: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def percentile_intervals(samples: dict[str, Sequence[float]],
+                         level: float) -> dict[str, tuple[float, float]]:
+    """Name -> the central `level` percentile interval of its replicate values (names with
+    no replicate are left out)."""
+    tail = 100 * (1 - level) / 2
+    return {k: (float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail)))
+            for k, v in samples.items() if len(v)}
 
 
 def _values(fit: ParametricFit) -> dict[str, float]:
@@ -91,10 +101,6 @@ def bootstrap_parametric(
     ci = BootstrapCI(level, n_boot, len(draws))
     if not draws:
         return ci
-    tail = 100 * (1 - level) / 2
-    for key in CI_KEYS:
-        values = np.array([row[key] for row in draws])
-        ci.samples[key] = values
-        lo, hi = np.percentile(values, [tail, 100 - tail])
-        ci.intervals[key] = (float(lo), float(hi))
+    ci.samples = {key: np.array([row[key] for row in draws]) for key in CI_KEYS}
+    ci.intervals = percentile_intervals(ci.samples, level)
     return ci

@@ -191,8 +191,7 @@ def find_crossover(table: pd.DataFrame, baseline: str = "ar", challenger: str = 
             per_seed_gaps.setdefault(int(seed), {})[u] = float(g)
         spread = seed_gaps if seed_gaps.size else np.array([gap])
         mc_se = math.sqrt(float((b["best_se"] ** 2).mean()) / len(b)
-                          + float((c["best_se"] ** 2).mean()) / len(c)) \
-            if "best_se" in table else math.nan
+                          + float((c["best_se"] ** 2).mean()) / len(c))
         rows.append({"unique_tokens": int(u),
                      "repetitions": float(pd.concat([b, c])["repetitions"].mean()),
                      "gap": gap, "gap_min": float(spread.min()), "gap_max": float(spread.max()),

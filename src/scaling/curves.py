@@ -24,14 +24,16 @@ SMOOTH_WINDOW = 5
 EXACT_ALGOS: tuple[str, ...] = ("ar",)  # validation loss is an exact NLL, not an estimate
 
 
-def centered_mean(values: np.ndarray, window: int) -> np.ndarray:
-    """Centered moving average; near the ends the window shrinks to the points that exist
-    (so the last point averages itself and the window//2 before it)."""
+def centered_windows(n: int, window: int) -> list[slice]:
+    """The centered window of each of n points; near the ends it shrinks to the points that
+    exist (so the last point's holds itself and the window//2 before it)."""
     half = window // 2
-    out = np.empty(len(values), dtype=float)
-    for i in range(len(values)):
-        out[i] = float(np.mean(values[max(0, i - half): i + half + 1]))
-    return out
+    return [slice(max(0, i - half), i + half + 1) for i in range(n)]
+
+
+def centered_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Centered moving average over :func:`centered_windows`."""
+    return np.array([float(np.mean(values[w])) for w in centered_windows(len(values), window)])
 
 
 @dataclass
@@ -105,11 +107,8 @@ class ValCurve:
         if not self.stochastic:
             return np.zeros(len(self.nll))
         se = self.nll_se if self.nll_se is not None else np.full(len(self.nll), np.nan)
-        half, out = SMOOTH_WINDOW // 2, np.empty(len(se))
-        for i in range(len(se)):
-            window = se[max(0, i - half): i + half + 1]
-            out[i] = float(np.sqrt(np.mean(window ** 2) / len(window)))
-        return out
+        return np.array([float(np.sqrt(np.mean(se[w] ** 2) / len(se[w])))
+                         for w in centered_windows(len(se), SMOOTH_WINDOW)])
 
     @property
     def best_index(self) -> int:
@@ -273,3 +272,29 @@ def curve_label(cfg: Any, delta: dict[str, Any]) -> str:
 def short_key(key: str) -> str:
     """The last two parts of a dotted config key (``model.dropout``, ``algo.mix_shift``)."""
     return ".".join(str(key).split(".")[-2:])
+
+
+def read_curves(source: Path) -> tuple[list[ValCurve], Any]:
+    """Curves from a run folder (its finished runs, collected; a failed run is named on
+    stderr and left out) or from a curves.csv of :func:`curves_to_frame`.
+
+    Returns:
+        (curves, the collect_runs Collection, or None when read from a CSV).
+
+    Raises:
+        ValueError: A run folder without a finished run.
+    """
+    import sys
+
+    import pandas as pd
+
+    from src.scaling.collect import collect_runs
+
+    if source.is_file():
+        return curves_from_frame(pd.read_csv(source)), None
+    found = collect_runs(source)
+    if found.table.empty:
+        raise ValueError(f"{source}: no finished run (result.json) found")
+    for run_dir, reason in sorted(found.failed.items()):
+        print(f"left out (failed, not a result): {run_dir}: {reason}", file=sys.stderr)
+    return [load_curve(source / d) for d in found.table["run_dir"]], found

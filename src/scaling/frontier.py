@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from src.scaling.bootstrap import percentile_intervals
 from src.scaling.isoflop import BudgetFit, IsoFlopFit, PowerLaw, fit_power_law, fit_profile
 from src.scaling.table import FitError
 
@@ -110,10 +111,8 @@ def bootstrap_isoflop(
             samples[k].append(v)
         frontiers.append(PowerLaw(values["frontier_coefficient"], values["frontier_exponent"],
                                   len(reps), float("nan")))
-    tail = 100 * (1 - level) / 2
-    intervals = {k: (float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail)))
-                 for k, v in samples.items() if v}
-    return IsoFlopCI(level, n_boot, len(frontiers), intervals, frontiers)
+    return IsoFlopCI(level, n_boot, len(frontiers), percentile_intervals(samples, level),
+                     frontiers)
 
 
 def compute_for_loss(law: PowerLaw, loss: np.ndarray | float) -> np.ndarray:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from src.scaling.bootstrap import percentile_intervals
 from src.scaling.isoflop import BudgetFit, budget_buckets, fit_isoflop, fit_profile
 from src.scaling.table import FitError
 
@@ -127,11 +128,7 @@ def case_bootstrap(used: list[BudgetFit], *, n_boot: int = 200, seed: int = 0,
             continue
         for k, v in values.items():
             samples[k].append(v)
-    n_ok = len(samples["a"])
-    tail = 100 * (1 - level) / 2
-    intervals = {k: (float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail)))
-                 for k, v in samples.items() if v}
-    return CaseBootstrap(level, n_boot, n_ok, intervals)
+    return CaseBootstrap(level, n_boot, len(samples["a"]), percentile_intervals(samples, level))
 
 
 @dataclass

@@ -68,7 +68,7 @@ def _shape(cfg: Any, vocab: int) -> dict[str, Any]:
 def test_training_step_flops_match_the_counter(name, tmp_path):
     cfg, algo = _algo(SETTINGS[name], tmp_path)
     x = torch.randint(0, algo.vocab_size - 2, (BATCH, SEQ), generator=torch.Generator().manual_seed(1))
-    rng = StepRandomness.for_eval("cpu", 0, 0, 0)
+    rng = StepRandomness.for_validation("cpu", 0, (0, 0), 0, 0)
     selected = _record_selected(algo)
     measured = counted(lambda: algo.loss({"input_ids": x}, rng).loss.backward())
     analytic = BATCH * training_flops(algo_passes(cfg.algo, SEQ), **_shape(cfg, algo.vocab_size))
