@@ -25,6 +25,8 @@ BLOCK = re.compile(r"(<!-- generated: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- end
 
 LADDER = "docs/figures/cpu_micro_ladder"
 BRACKET = "docs/figures/mdlm_bracket"
+BATCH = "docs/figures/batch_lr"
+DECAY = "docs/figures/weight_decay"
 #: figure folder -> the command (from the repo root) that rebuilds it from committed data
 #: (the command's first file argument is that data).
 RECIPES: dict[str, list[str]] = {
@@ -37,7 +39,17 @@ RECIPES: dict[str, list[str]] = {
     BRACKET: [sys.executable, "scripts/fit_scaling_laws.py", f"{BRACKET}/runs.csv",
               "--out", BRACKET, "--max-epochs", "8", "--summary-out", f"{BRACKET}/fit.txt",
               "--json-out", f"{BRACKET}/fit.json"],
+    BATCH: [sys.executable, "scripts/batch_study.py", f"{BATCH}/runs.csv", "--out", BATCH],
+    DECAY: [sys.executable, "scripts/weight_decay_study.py", f"{DECAY}/curves.csv",
+            "--out", DECAY],
 }
+
+
+def retargeted(command: list[str], folder: str, out: Path) -> list[str]:
+    """`command` with its outputs (every argument under `folder` after the data file)
+    written under `out` instead: how a test rebuilds a recipe without touching the repo."""
+    return command[:3] + [str(out / Path(a).relative_to(folder)) if a.startswith(folder + "/")
+                          else str(out) if a == folder else a for a in command[3:]]
 
 
 def readme_blocks(text: str) -> list[tuple[str, str]]:

@@ -18,6 +18,17 @@ def budget_tag(flops_budget: float | str | None, max_steps: int) -> str:
     return f"f{short}" if float(short) == budget else f"f{budget!r}"
 
 
+def tokens_to_steps(tokens: int | str, global_batch_size: int | str, seq_len: int | str) -> int:
+    """Optimizer steps that train on about `tokens` tokens (at least 1): a cadence in tokens,
+    so runs that differ in batch size validate at the same token counts."""
+    per_step = int(global_batch_size) * int(seq_len)
+    return max(1, round(int(float(tokens)) / per_step))
+
+
+RESOLVERS = {"budget_tag": budget_tag, "tokens_to_steps": tokens_to_steps}
+
+
 def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("budget_tag"):
-        OmegaConf.register_new_resolver("budget_tag", budget_tag)
+    for name, fn in RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)

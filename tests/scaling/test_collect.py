@@ -115,3 +115,24 @@ def test_swept_keys_become_columns_with_each_runs_value(tmp_path):
     assert "optim.betas" not in table.columns  # not swept
     columns = list(table.columns)  # the leading result columns, then the swept axes, then the rest
     assert columns.index("loss") + 1 == columns.index("optim.lr") < columns.index("config_delta")
+
+
+def test_collect_script_adds_earlier_csvs_and_refuses_a_run_twice(run_tree, tmp_path):
+    script = str(REPO / "scripts/collect_runs.py")
+    earlier = tmp_path / "earlier.csv"
+    assert subprocess.run([sys.executable, script, str(run_tree), "--out", str(earlier)],
+                          capture_output=True, cwd=tmp_path).returncode == 0
+    other = tmp_path / "other"
+    _write(other / "mdlm/6M/f1e15/s2", {"algo": "mdlm", "model": "6M", "params": 6e6,
+                                        "steps": 100, "tokens": 2e7, "val_nll": 3.2, "seed": 2})
+    out = tmp_path / "merged.csv"
+    proc = subprocess.run([sys.executable, script, str(other), "--out", str(out),
+                           "--add", str(earlier)], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    merged = pd.read_csv(out)
+    assert sorted(merged["val_nll"]) == [2.9, 3.0, 3.1, 3.2]
+    assert set(merged["collected_from"]) == {str(other), str(earlier)}
+    # the same runs once from their folders and once from the CSV: one point counted twice
+    twice = subprocess.run([sys.executable, script, str(run_tree), "--out", str(out),
+                            "--add", str(earlier)], capture_output=True, text=True, cwd=tmp_path)
+    assert twice.returncode == 2 and "the same run appears twice" in twice.stderr
