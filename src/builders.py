@@ -18,8 +18,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.algos.base import Algo
-from src.runs.plan import RunPlan
 from src.resume.atomic_io import AtomicCheckpointIO
+from src.runs.plan import RunPlan
+from src.utils.strategies import fsdp
 
 def _instantiate(cfg: DictConfig, label: str, **kwargs: Any) -> Any:
     """Instantiate a config group whose `label` key (model.name, data.tag) only names it."""
@@ -100,9 +101,11 @@ def build_trainer(
 ) -> L.Trainer:
     """The Lightning Trainer of `cfg.trainer`, running `plan` (steps, accumulation, cadence)."""
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    for key, value in trainer_kwargs.items():  # e.g. strategy: {_target_: ...FSDPStrategy, ...}
+    for key, value in trainer_kwargs.items():  # e.g. strategy: {_target_: ...strategies.fsdp}
         if isinstance(value, dict) and "_target_" in value:
             trainer_kwargs[key] = instantiate(value)
+    if trainer_kwargs.get("strategy") == "fsdp":  # Lightning's own "fsdp" is FSDP1: CUDA only
+        trainer_kwargs["strategy"] = fsdp()
     trainer = L.Trainer(
         **trainer_kwargs,
         plugins=build_plugins(),

@@ -20,7 +20,6 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -57,7 +56,7 @@ from src.utils.resolvers import register_resolvers
 from src.utils.cli import one_line_errors, run_cli
 from src.utils.precision import PrecisionChoice
 from src.utils.runtime import inference_autocast, is_launch_rank_zero, setup_torch
-from src.utils.strategies import check_strategy_options
+from src.utils.strategies import check_strategy_options, is_sharded_strategy
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -154,7 +153,7 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals,
     extra = [guard, checkpoint, preemption, throughput, DataProgress(), StoreConfig(cfg, tok),
              *start.callbacks]
     trainer = build_trainer(cfg, run_dir, extra, plan)
-    sharded = isinstance(trainer.strategy, FSDPStrategy)
+    sharded = is_sharded_strategy(trainer.strategy)
     dm.max_train_batches, dm.accumulation = plan.max_train_batches, plan.accumulation
     dm.val_max_batches = cfg.training.val_max_batches  # global over ranks, not Lightning's per rank
 

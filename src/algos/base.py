@@ -20,6 +20,8 @@ from src.models.flops import BackbonePass
 from src.optim.ema import EMA
 from src.optim.param_groups import build_optimizer, param_groups
 from src.optim.schedules import lr_lambda
+from src.resume.split import convert_batch_progress, saved_accumulation
+from src.utils.strategies import ShardedDataParallel
 
 
 @dataclass
@@ -276,18 +278,32 @@ class Algo(L.LightningModule):
                 g["lr"] = base * fn(sched.last_epoch)  # LambdaLR's own expression
             sched._last_lr = [g["lr"] for g in opt.param_groups]
 
+    def configure_model(self) -> None:
+        """Under trainer=fsdp, shard the backbone across the processes (once: Lightning may
+        call this hook again for a later validate / test)."""
+        strategy = self._trainer.strategy if self._trainer is not None else None
+        if isinstance(strategy, ShardedDataParallel) and not getattr(self, "_sharded", False):
+            strategy.shard(self.backbone, owner=self)
+            self._sharded = True
+
     # ---- checkpoint extras -----------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["algo_state"] = {
             "micro_step": self.micro_step,
             "optimizer_steps": self.optimizer_steps,
+            "accumulation": self.trainer.accumulate_grad_batches,  # src/resume/split.py
             "ema": self.ema.state_dict() if self.ema is not None else None,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("algo_state", {})
-        self.micro_step = state.get("micro_step", 0)
         self.optimizer_steps = state.get("optimizer_steps", checkpoint.get("global_step", 0))
+        self.micro_step = state.get("micro_step", 0)
+        if self._trainer is not None:  # resuming: counters in this run's accumulation
+            now = self.trainer.accumulate_grad_batches
+            convert_batch_progress(checkpoint.get("loops") or {}, saved_accumulation(state), now)
+            # checkpoints are written at step boundaries: steps x this run's accumulation
+            self.micro_step = self.optimizer_steps * now
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
 

@@ -120,6 +120,21 @@ class SlowSteps(L.Callback):
         time.sleep(self.seconds)
 
 
+class ShardProbe(L.Callback):
+    """Writes, per rank, how the backbone's parameters are held once training starts: the
+    class of each, and the elements this rank stores against the full count."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        params = list(pl_module.backbone.parameters())
+        local = sum(getattr(p, "_local_tensor", p).numel() for p in params)
+        row = {"classes": sorted({type(p).__name__ for p in params}), "local": local,
+               "full": sum(p.numel() for p in params), "world": trainer.world_size}
+        Path(f"{self.path}.rank{trainer.global_rank}").write_text(json.dumps(row))
+
+
 def recorder_overrides(path: Path) -> list[str]:
     return ["+callbacks.recorder._target_=tests.resume.helpers.StepRecorder",
             f"+callbacks.recorder.path={path}"]
