@@ -29,7 +29,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     p = Path(path)
     if p.is_dir():
         p = p / "checkpoints" / "last.ckpt"
-    if not p.is_file():
+    if not p.exists():  # a file, or a distributed checkpoint's folder
         raise FileNotFoundError(
             f"no checkpoint at {p}: pass ckpt=<run_dir> or ckpt=<run_dir>/checkpoints/<file>.ckpt"
         )

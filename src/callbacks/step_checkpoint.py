@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import Checkpoint
 
 from src.callbacks.divergence import Diverged, nonfinite_parameters
 from src.resume.atomic_io import fsync_dir
-from src.resume.selection import LAST, step_file_name, step_files
+from src.resume.selection import LAST, remove_path, step_file_name, step_files
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,14 @@ MIN_KEPT = 2  # the newest step file and the one before it (the fallback)
 
 
 def point_last_at(target: Path) -> None:
-    """Atomically make `last.ckpt` next to `target` the same file as `target`."""
+    """Atomically make `last.ckpt` next to `target` the same file as `target` (a relative
+    symbolic link when `target` is a distributed checkpoint's folder)."""
     last, tmp = target.with_name(LAST), target.with_name(f".{LAST}.tmp-link")
-    tmp.unlink(missing_ok=True)
+    remove_path(tmp)
+    if target.is_dir():
+        os.symlink(target.name, tmp)
+        os.replace(tmp, last)
+        return
     try:
         os.link(target, tmp)  # no bytes copied: a multi-GB checkpoint costs one inode
     except OSError:
@@ -121,6 +126,8 @@ class StepCheckpoint(Checkpoint):
         for logger in trainer.loggers:
             logger.save()
         final = self.dirpath / step_file_name(step)
+        if final.is_dir() and not final.is_symlink():
+            remove_path(final)  # a folder is not replaced by a rename
         os.replace(pending, final)
         point_last_at(final)
         self._prune()
@@ -130,7 +137,7 @@ class StepCheckpoint(Checkpoint):
     def _prune(self) -> None:
         files = [(s, p) for s, p in step_files(self.dirpath) if s not in self.keep_steps]
         for _, path in files[: max(len(files) - max(self.keep_last_k, MIN_KEPT), 0)]:
-            path.unlink(missing_ok=True)
+            remove_path(path)
 
     # ---- Lightning bookkeeping ---------------------------------------------------------------
     @property

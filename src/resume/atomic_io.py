@@ -4,11 +4,12 @@ complete new one, never half a file, whatever kills the writer."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from src.resume.checkpoint_file import save_checkpoint_file
+from src.resume.checkpoint_file import load_checkpoint_file, save_checkpoint_file
 from src.utils.atomic import fsync_dir
 
 __all__ = ["AtomicCheckpointIO", "fsync_dir"]
@@ -32,6 +33,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path: Any, map_location: Callable | None = None,
                         weights_only: bool | None = None) -> dict[str, Any]:
         # Tensors and plain containers only (no code runs); find_resume_checkpoint has
-        # verified its checksums already (src/resume/checkpoint_file.py).
+        # verified its checksums already (src/resume/checkpoint_file.py). A distributed
+        # checkpoint's folder (trainer=fsdp) is gathered into the same layout, so DDP or one
+        # process resumes from it too.
+        if "://" not in str(path) and Path(path).is_dir():
+            return load_checkpoint_file(path)
         return super().load_checkpoint(
             path, map_location=map_location or (lambda storage, loc: storage), weights_only=True)

@@ -75,12 +75,24 @@ def save_checkpoint_file(ckpt: dict[str, Any], path: str | Path) -> None:
 
 def load_checkpoint_file(path: str | Path, *, mmap: bool = False,
                          verify: bool = True) -> dict[str, Any]:
-    """torch.load with weights_only=True (+ checksum verification).
+    """torch.load with weights_only=True (+ checksum verification); a distributed checkpoint
+    folder is gathered into the same one-file layout (src/resume/distributed_checkpoint.py).
 
     Raises:
         UnreadableCheckpoint: not a checkpoint, truncated, unsafe, or a checksum mismatch;
             the message names the file and what is wrong.
     """
+    if Path(path).is_dir():  # a distributed checkpoint (trainer=fsdp, distributed_checkpoint)
+        from src.resume.distributed_checkpoint import is_distributed_checkpoint, \
+            load_distributed_checkpoint
+
+        if not is_distributed_checkpoint(path):
+            raise UnreadableCheckpoint(path, "is a folder, not a checkpoint file or a "
+                                             "distributed checkpoint (no .metadata)")
+        ckpt = load_distributed_checkpoint(path)
+        if "run_config" in ckpt:
+            check_file_config(ckpt["run_config"], str(path))
+        return ckpt
     try:
         ckpt = torch.load(path, map_location="cpu", mmap=mmap, weights_only=True)
     except pickle.UnpicklingError as err:

@@ -10,10 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from src.resume.checkpoint_file import load_checkpoint_file
+from src.resume.distributed_checkpoint import LIGHTNING_META, check_metadata
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,10 @@ def probe(path: Path) -> int:
     Tensors only (no code runs) and every tensor checked against its stored checksum
     (src/resume/checkpoint_file.py); mmap=True pages the tensor bytes in as they are hashed.
     """
+    if path.is_dir():  # distributed: its index checked, its step read, nothing gathered
+        check_metadata(path)
+        meta = torch.load(path / LIGHTNING_META, map_location="cpu", weights_only=True)
+        return int(meta["global_step"])
     ckpt = load_checkpoint_file(path, mmap=True)
     if "state_dict" not in ckpt or "global_step" not in ckpt:
         raise ValueError("not a Lightning training checkpoint")
@@ -78,11 +86,19 @@ def _set_aside(paths: list[Path]) -> list[Path]:
     return moved
 
 
+def remove_path(path: Path) -> None:
+    """Delete a checkpoint: a file, a link, or a distributed checkpoint's folder."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def remove_stale_temp_files(ckpt_dir: Path) -> None:
     for pattern in STALE_GLOBS:
         for p in ckpt_dir.glob(pattern):
             log.info("removing an incomplete checkpoint write left by a killed job: %s", p)
-            p.unlink(missing_ok=True)
+            remove_path(p)
 
 
 def find_resume_checkpoint(ckpt_dir: Path, rank_zero: bool = True) -> Choice:

@@ -87,9 +87,12 @@ class ShardedDataParallel(ModelParallelStrategy):
 
     def load_checkpoint(self, checkpoint_path: Any, weights_only: bool | None = None
                         ) -> dict[str, Any]:
-        path = Path(self.broadcast(checkpoint_path))
-        if path.is_dir():  # a distributed (per-rank) checkpoint
-            return super().load_checkpoint(path, weights_only=weights_only)
+        path = Path(self.broadcast(checkpoint_path)).resolve()  # last.ckpt may be a link
+        if path.is_dir():  # a distributed (per-rank) checkpoint: resharded to this world
+            from src.resume.distributed_checkpoint import check_metadata
+
+            check_metadata(path)  # torch unpickles .metadata as it finds it: check first
+            return super().load_checkpoint(path, weights_only=True)
         from torch.distributed.checkpoint.state_dict import (StateDictOptions,
                                                              set_model_state_dict,
                                                              set_optimizer_state_dict)

@@ -88,3 +88,53 @@ def test_fsdp_resumes_exactly_and_on_another_process_count(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert '"nll"' in out.stdout
+
+
+DISTRIBUTED = ("trainer=fsdp", "trainer.accelerator=cpu", "trainer.devices=2",
+               "trainer.strategy.distributed_checkpoint=true", "training.ema=0")
+CRASH = ("+callbacks.crash._target_=tests.resume.helpers.CrashAt", "+callbacks.crash.step=4")
+
+
+def _gathered(run_dir):
+    from src.resume.checkpoint_file import load_checkpoint_file
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert last.is_symlink() and last.resolve().is_dir()  # one shard per rank + index
+    assert sorted(p.name for p in last.resolve().iterdir()) == [
+        ".metadata", "__0_0.distcp", "__1_0.distcp", "meta.pt"]
+    return load_checkpoint_file(last)
+
+
+@pytest.mark.slow
+def test_distributed_checkpoint_resumes_exactly_reshards_and_reads_as_one_file(tmp_path):
+    whole = tmp_path / "whole"
+    _train(whole, *DISTRIBUTED, record=False)
+    reference = _gathered(run_dir_of(whole, STEPS))
+    assert reference["global_step"] == STEPS and len(reference["optimizer_states"]) == 1
+
+    broken = tmp_path / "broken"  # killed after step 3, resumed on the same 2 processes
+    first = train_cli(tiny_overrides(broken, *COMMON, *DISTRIBUTED, *CRASH, steps=STEPS, every=3))
+    assert first.returncode != 0 and "simulated crash" in first.stderr
+    _train(broken, *DISTRIBUTED, record=False)
+    assert_same_training_state(_gathered(run_dir_of(broken, STEPS)), reference)
+
+    # the step-3 folder resumed by FSDP on 1 process (torch.distributed.checkpoint reshards
+    # it) and by a plain single process (it is gathered into the one-file layout)
+    for name, extra in (("fsdp1", ("trainer=fsdp", "trainer.accelerator=cpu",
+                                   "trainer.devices=1", "training.ema=0")), ("plain", ())):
+        moved = tmp_path / name
+        first = train_cli(tiny_overrides(moved, *COMMON, *DISTRIBUTED, *CRASH, steps=STEPS,
+                                         every=3))
+        assert first.returncode != 0
+        _train(moved, *extra, record=False)
+        last = run_dir_of(moved, STEPS) / "checkpoints" / "last.ckpt"
+        from src.resume.checkpoint_file import load_checkpoint_file
+
+        resumed = load_checkpoint_file(last)
+        assert resumed["global_step"] == STEPS, name
+        assert_equal_tree(resumed["state_dict"], reference["state_dict"], name, atol=1e-5)
+
+    out = subprocess.run([sys.executable, "-m", "src.evaluate",
+                          f"ckpt={run_dir_of(whole, STEPS)}", "max_batches=2"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and '"nll"' in out.stdout, out.stderr[-2000:]
