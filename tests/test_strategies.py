@@ -5,15 +5,20 @@
 from __future__ import annotations
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 import torch
 import torch.nn as nn
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 
 from src.utils.cli import CONFIG_DIR
 from src.utils.resolvers import register_resolvers
-from src.utils.strategies import (ShardedDataParallel, check_strategy_options, is_sharded,
-                                  named_optimizer_state, positional_optimizer_state)
+from src.utils.strategies import (
+    ShardedDataParallel,
+    check_strategy_options,
+    is_sharded,
+    named_optimizer_state,
+    positional_optimizer_state,
+)
 
 register_resolvers()
 

@@ -83,8 +83,10 @@ def load_checkpoint_file(path: str | Path, *, mmap: bool = False,
             the message names the file and what is wrong.
     """
     if Path(path).is_dir():  # a distributed checkpoint (trainer=fsdp, distributed_checkpoint)
-        from src.resume.distributed_checkpoint import is_distributed_checkpoint, \
-            load_distributed_checkpoint
+        from src.resume.distributed_checkpoint import (
+            is_distributed_checkpoint,
+            load_distributed_checkpoint,
+        )
 
         if not is_distributed_checkpoint(path):
             raise UnreadableCheckpoint(path, "is a folder, not a checkpoint file or a "

@@ -77,8 +77,10 @@ class ShardedDataParallel(ModelParallelStrategy):
     def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
         if self._save_distributed_checkpoint:
             return super().optimizer_state(optimizer)
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions,
-                                                             get_optimizer_state_dict)
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_optimizer_state_dict,
+        )
 
         optimizer = getattr(optimizer, "_optimizer", optimizer)  # LightningOptimizer
         by_name = get_optimizer_state_dict(self.model, optimizer, options=StateDictOptions(
@@ -93,9 +95,11 @@ class ShardedDataParallel(ModelParallelStrategy):
 
             check_metadata(path)  # torch unpickles .metadata as it finds it: check first
             return super().load_checkpoint(path, weights_only=True)
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions,
-                                                             set_model_state_dict,
-                                                             set_optimizer_state_dict)
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
 
         # Every rank reads the one file (our CheckpointIO: tensors only, checksums verified)
         # and keeps its own shard of each tensor.

@@ -9,8 +9,16 @@ import math
 
 import pytest
 
-from tests.resume.helpers import (assert_equal_tree, load_last, metric_rows, read_records,
-                                  recorder_overrides, run_dir_of, tiny_overrides, train_cli)
+from tests.resume.helpers import (
+    assert_equal_tree,
+    load_last,
+    metric_rows,
+    read_records,
+    recorder_overrides,
+    run_dir_of,
+    tiny_overrides,
+    train_cli,
+)
 
 STEPS = 6
 # 8 sequences per optimizer step: 1 process x 2 accumulation steps vs 2 processes x 1. Three

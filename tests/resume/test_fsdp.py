@@ -10,9 +10,17 @@ import sys
 
 import pytest
 
-from tests.resume.helpers import (ROOT, assert_equal_tree, assert_same_training_state,
-                                  load_last, read_records, recorder_overrides, run_dir_of,
-                                  tiny_overrides, train_cli)
+from tests.resume.helpers import (
+    ROOT,
+    assert_equal_tree,
+    assert_same_training_state,
+    load_last,
+    read_records,
+    recorder_overrides,
+    run_dir_of,
+    tiny_overrides,
+    train_cli,
+)
 
 STEPS = 6
 COMMON = ("training.global_batch_size=8", "model.dropout=0.1", "training.val_max_batches=3")
