@@ -78,6 +78,16 @@ class BudgetFit:
         return int(np.unique(self.params).size)
 
 
+def measured_bracket(params: np.ndarray, losses: np.ndarray) -> tuple[float, int, int] | None:
+    """(N of the lowest measured loss, distinct sizes below it, distinct sizes above it): whether
+    a profile brackets its minimum by measurement, not by the parabola (None when empty)."""
+    if params.size == 0:
+        return None
+    best = float(params[int(np.argmin(losses))])
+    sizes = np.unique(params)
+    return best, int((sizes < best).sum()), int((sizes > best).sum())
+
+
 @dataclass
 class IsoFlopFit:
     """All IsoFLOP profiles of one group and the fitted power laws.

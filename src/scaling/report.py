@@ -10,7 +10,7 @@ import numpy as np
 from src.scaling.analyze import GroupResult, ParametricResult, Skipped
 from src.scaling.data_constrained import DataConstrainedFit
 from src.scaling.frontier import IsoFlopCI, Multiplier
-from src.scaling.isoflop import BudgetFit, IsoFlopFit, PowerLaw
+from src.scaling.isoflop import BudgetFit, IsoFlopFit, PowerLaw, measured_bracket
 from src.scaling.parametric import ParametricFit, unconstrained_reason
 from src.scaling.uncertainty import constrained_reason
 from src.scaling.published import PUBLISHED_ISOFLOP, PUBLISHED_LAWS, PUBLISHED_MULTIPLIERS
@@ -38,6 +38,8 @@ def _budget_dict(b: BudgetFit) -> dict[str, Any]:
         "n_distinct_N": b.n_distinct_params, "status": b.status, "reason": b.reason,
         "N_opt": _num(b.n_opt), "D_opt": _num(b.d_opt), "loss_opt": _num(b.loss_opt),
         "parabola_ln_N": None if b.coeffs is None else [_num(c) for c in b.coeffs],
+        "measured_min": None if (m := measured_bracket(b.params, b.losses)) is None
+        else {"N": m[0], "sizes_below": m[1], "sizes_above": m[2]},
     }
 
 
@@ -162,7 +164,11 @@ def _isoflop_lines(iso: dict[str, Any]) -> list[str]:
     for b in iso["budgets"]:
         where = f" N_opt {b['N_opt']:.3g}, D_opt {b['D_opt']:.3g}" if b["N_opt"] else ""
         note = f" ({b['reason']})" if b["reason"] else ""
-        lines.append(f"  IsoFLOP C={b['C']:.3g}: {b['n_runs']} runs, {b['status']}{where}{note}")
+        m = b.get("measured_min")
+        lowest = (f"; lowest measured loss at N {m['N']:.3g} ({m['sizes_below']} sizes below, "
+                  f"{m['sizes_above']} above)" if m and b["n_distinct_N"] >= 3 else "")
+        lines.append(f"  IsoFLOP C={b['C']:.3g}: {b['n_runs']} runs, {b['status']}{where}{note}"
+                     f"{lowest}")
     if iso["status"] == "ok":
         ci = iso.get("ci")
         level = f" ({100 * ci['level']:.0f}% CI, {ci['n_ok']}/{ci['n_boot']} boot)" if ci else ""

@@ -81,3 +81,12 @@ def test_budget_column_takes_precedence_over_flops():
     assert [b.budget for b in fit.budgets] == pytest.approx([1e18, 4e18])
     assert all(b.status == "ok" for b in fit.budgets)
     assert fit.budgets[0].n_opt == pytest.approx(np.sqrt(1e7 * 1e8), rel=1e-6)
+
+
+def test_measured_bracket_counts_distinct_sizes_on_each_side_of_the_lowest_loss():
+    from src.scaling.isoflop import measured_bracket
+
+    params = np.array([1e4, 2e4, 2e4, 4e4, 8e4])
+    losses = np.array([3.0, 2.6, 2.7, 2.5, 2.9])  # two seeds at 2e4
+    assert measured_bracket(params, losses) == (4e4, 2, 1)
+    assert measured_bracket(np.array([]), np.array([])) is None
