@@ -27,7 +27,9 @@ fi
 echo "[job ${SLURM_JOB_ID:-local}] $(date -u +%FT%TZ) on $(hostname): ${launch[*]} ${DLM_PYTHON:-python} -m src.train ${args[*]}"
 "${launch[@]}" "${DLM_PYTHON:-python}" -m src.train "${args[@]}" &
 child=$!
+forwarded=0
 forward() {
+  forwarded=1
   echo "[job ${SLURM_JOB_ID:-local}] $(date -u +%FT%TZ) $1: asking the training step to checkpoint and stop"
   kill -s "$1" "$child" 2>/dev/null || true
 }
@@ -38,6 +40,9 @@ trap 'forward TERM' TERM
 while kill -0 "$child" 2>/dev/null; do wait "$child"; done
 wait "$child"
 rc=$?
+# Several tasks (multi-node): the first rank to exit 75 after a forwarded stop makes srun
+# (--kill-on-bad-exit) kill the others, so srun reports their signal (e.g. 143), not 75.
+if [ "$forwarded" = 1 ] && [ "$rc" -gt 128 ]; then rc=75; fi
 case "$rc" in
   0) echo "[job ${SLURM_JOB_ID:-local}] run finished (or was already finished)" ;;
   75) echo "[job ${SLURM_JOB_ID:-local}] stopped early with a checkpoint: the next job resumes" ;;
