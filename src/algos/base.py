@@ -291,7 +291,8 @@ class Algo(L.LightningModule):
         checkpoint["algo_state"] = {
             "micro_step": self.micro_step,
             "optimizer_steps": self.optimizer_steps,
-            "accumulation": self.trainer.accumulate_grad_batches,  # src/resume/split.py
+            # src/resume/split.py; 1 outside a Trainer (a checkpoint written by a tool)
+            "accumulation": self.trainer.accumulate_grad_batches if self._trainer else 1,
             "ema": self.ema.state_dict() if self.ema is not None else None,
         }
 
