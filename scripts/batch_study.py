@@ -43,7 +43,9 @@ CRITICAL = ("Critical batch: S = S_min (1 + B_crit / B) fitted (least squares in
             "steps each batch size needed to reach a target at its fastest lr (validation "
             "curves every ~196k tokens; MDLM's smoothed over 3 validations, then linear "
             "between validations). Targets: the lowest loss every batch size reaches, plus "
-            "0.02, 0.1 and 0.3 nats. The runs use a cosine schedule over one token budget, "
+            "0.02, 0.05 and 0.1 nats. A batch size some lr of which was already below a "
+            "target at its first validation is left out of that target's fit (its crossing "
+            "is earlier than measured). The runs use a cosine schedule over one token budget, "
             "so a run's steps to a target include its schedule's shape; leave-one-out is the "
             "range of B_crit when each batch size is dropped in turn.")
 

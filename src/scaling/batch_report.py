@@ -11,6 +11,11 @@ import pandas as pd
 from src.scaling.batch_study import BATCH, LR
 
 
+#: A leave-one-out B_crit this many times the full fit's: the hyperbola has lost its knee
+#: (the remaining batches lie on one side of it), reported as unbounded.
+UNBOUNDED = 1e3
+
+
 def _f(v: float, fmt: str) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
@@ -54,8 +59,9 @@ def critical_markdown(fits: pd.DataFrame, reach: pd.DataFrame, seq_len: int) -> 
             lines.append(f"| {r.algo} | {r.target:.3f} | not fitted: {r.note} | | | | "
                          f"{r.n_batches} | |")
             continue
-        loo = (f"[{r.b_crit_loo_min:.1f}, {r.b_crit_loo_max:.1f}]"
-               if not math.isnan(r.b_crit_loo_min) else "-")
+        loo = "-" if math.isnan(r.b_crit_loo_min) else (
+            f"[{r.b_crit_loo_min:.1f}, " + (f"{r.b_crit_loo_max:.1f}]" if r.b_crit_loo_max
+                                             < UNBOUNDED * r.b_crit else "unbounded)"))
         lines.append(f"| {r.algo} | {r.target:.3f} | {r.b_crit:.1f} | {loo} | {r.s_min:.0f} | "
                      f"{r.e_min * seq_len:,.0f} | {r.n_batches} | {r.rms_log_residual:.3f} |")
     lines += ["", "Steps (tokens) to each target at the fastest lr of each batch size:", ""]
@@ -67,8 +73,11 @@ def critical_markdown(fits: pd.DataFrame, reach: pd.DataFrame, seq_len: int) -> 
         for b in batches:
             r = g[g["batch_size"] == b]
             s = float(r["steps"].iloc[0]) if len(r) else math.nan
-            cells.append("not reached" if math.isnan(s)
-                         else f"{s:.0f} ({float(r['tokens'].iloc[0]) / 1e6:.2f}M)")
+            if len(r) and bool(r["censored"].iloc[0]):
+                cells.append("before 1st validation")
+            else:
+                cells.append("not reached" if math.isnan(s)
+                             else f"{s:.0f} ({float(r['tokens'].iloc[0]) / 1e6:.2f}M)")
         lines.append(f"| {algo} | {target:.3f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -21,7 +21,7 @@ BATCH = "global_batch_size"  # sequences per optimizer step (result.json), whate
 LR = "optim.lr"
 #: Target losses above the lowest loss every batch size reaches (nats per token): the
 #: critical batch is fitted at each (B_crit grows as the target falls).
-TARGET_MARGINS: tuple[float, ...] = (0.02, 0.1, 0.3)
+TARGET_MARGINS: tuple[float, ...] = (0.02, 0.05, 0.1)
 
 
 def optimal_lr_by_batch(runs: pd.DataFrame) -> pd.DataFrame:
@@ -96,19 +96,28 @@ def steps_to_targets(runs: pd.DataFrame, curves: pd.DataFrame,
         for margin in margins:
             target = reachable + margin
             for b in sorted(floors):
-                hits = [(s, lr, seq) for steps, nll, bb, lr, seq in per_run.values() if bb == b
-                        and (s := steps_to_target(steps, nll, target, stochastic)) is not None]
+                runs_b = [r for r in per_run.values() if r[2] == b]
+                hits = [(s, lr, seq) for steps, nll, _, lr, seq in runs_b
+                        if (s := steps_to_target(steps, nll, target, stochastic)) is not None]
+                early = any(_smoothed(nll, stochastic)[0] <= target for _, nll, *_ in runs_b)
                 best = min(hits) if hits else None
                 rows.append({"algo": algo, "target": target, "margin": margin, "batch_size": b,
                              "steps": best[0] if best else math.nan,
                              "tokens": best[0] * b * best[2] if best else math.nan,
-                             "lr": best[1] if best else math.nan})
+                             "lr": best[1] if best else math.nan,
+                             # some lr was below the target at its first validation: the
+                             # fastest crossing is earlier than any measured one
+                             "censored": early})
     return pd.DataFrame(rows)
 
 
+def _smoothed(nll: np.ndarray, stochastic: bool) -> np.ndarray:
+    """A curve as steps_to_target sees it (smoothed when Monte-Carlo)."""
+    return centered_mean(nll, TARGET_WINDOW) if stochastic else nll
+
+
 def _smoothed_min(nll: np.ndarray, stochastic: bool) -> float:
-    """The lowest point of a curve as steps_to_target sees it (smoothed when Monte-Carlo)."""
-    return float(np.min(centered_mean(nll, TARGET_WINDOW) if stochastic else nll))
+    return float(np.min(_smoothed(nll, stochastic)))
 
 
 def critical_batches(reach: pd.DataFrame) -> pd.DataFrame:
@@ -116,7 +125,9 @@ def critical_batches(reach: pd.DataFrame) -> pd.DataFrame:
     a target reached by fewer than 3 batch sizes is reported with the reason."""
     rows = []
     for (algo, target), g in reach.groupby(["algo", "target"], sort=True):
-        g = g.dropna(subset=["steps"])
+        # a censored batch size's fastest lr crossed before its first validation: its
+        # measured steps would overstate S there, so it is left out of the fit
+        g = g[~g["censored"].astype(bool)].dropna(subset=["steps"])
         row = {"algo": algo, "target": target, "margin": float(g["margin"].iloc[0])
                if len(g) else math.nan, "n_batches": len(g)}
         try:

@@ -19,10 +19,11 @@ gives None: it is reported, never extrapolated.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import curve_fit
+from scipy.optimize import OptimizeWarning, curve_fit
 
 from src.scaling.curves import centered_mean
 
@@ -44,9 +45,9 @@ def steps_to_target(steps: np.ndarray, nll: np.ndarray, target: float,
         window: Validations in that smoothing.
 
     Returns:
-        The step, interpolated between the two validations around the crossing (from step 0
-        at the first point's loss if the first validation is already below); None when the
-        curve never reaches the target.
+        The step, interpolated between the two validations around the crossing; None when
+        the curve never reaches the target, or is already below it at its first validation
+        (the crossing lies somewhere before: not measured, so not a data point).
     """
     steps, nll = np.asarray(steps, float), np.asarray(nll, float)
     curve = centered_mean(nll, window) if stochastic else nll
@@ -56,7 +57,7 @@ def steps_to_target(steps: np.ndarray, nll: np.ndarray, target: float,
         return None
     i = int(hit[0])
     if i == 0:
-        return float(steps[0])
+        return None
     s0, s1, y0, y1 = steps[i - 1], steps[i], envelope[i - 1], envelope[i]
     return float(s0 + (s1 - s0) * (y0 - target) / (y0 - y1))
 
@@ -94,8 +95,10 @@ def _fit_once(batch: np.ndarray, steps: np.ndarray) -> tuple[float, float]:
     slope, intercept = np.polyfit(1.0 / batch, steps, 1)
     s0 = intercept if intercept > 0 else float(np.min(steps)) / 2
     b0 = slope / s0 if slope > 0 else float(np.median(batch))
-    (log_s, log_b), _ = curve_fit(_steps_law, batch, np.log(steps),
-                                  p0=(math.log(s0), math.log(b0)), maxfev=20000)
+    with warnings.catch_warnings():  # a 3-point leave-one-out refit has no covariance: unused
+        warnings.simplefilter("ignore", OptimizeWarning)
+        (log_s, log_b), _ = curve_fit(_steps_law, batch, np.log(steps),
+                                      p0=(math.log(s0), math.log(b0)), maxfev=20000)
     return float(math.exp(log_s)), float(math.exp(log_b))
 
 

@@ -29,12 +29,12 @@ def test_steps_to_target_interpolates_between_validations_and_says_when_never_re
     steps = np.array([10, 20, 30, 40])
     nll = np.array([4.0, 3.0, 2.0, 2.5])
     assert steps_to_target(steps, nll, 2.5, stochastic=False) == pytest.approx(25.0)
-    assert steps_to_target(steps, nll, 5.0, stochastic=False) == 10.0
+    assert steps_to_target(steps, nll, 5.0, stochastic=False) is None  # crossed before 10
     assert steps_to_target(steps, nll, 1.9, stochastic=False) is None
     # a Monte-Carlo curve is smoothed first: a single lucky point does not count
-    noisy = np.array([4.0, 3.0, 1.0, 3.0, 3.0])
-    assert steps_to_target(np.arange(5), noisy, 1.5, stochastic=False) is not None
-    assert steps_to_target(np.arange(5), noisy, 1.5, stochastic=True) is None
+    noisy = np.array([4.0, 3.0, 1.0, 3.0, 3.0, 3.0])
+    assert steps_to_target(np.arange(6), noisy, 1.5, stochastic=False) is not None
+    assert steps_to_target(np.arange(6), noisy, 1.5, stochastic=True) is None
 
 
 def test_critical_batch_fit_recovers_the_hyperbola():
@@ -129,3 +129,12 @@ def test_batch_study_script_rebuilds_its_tables_from_committed_csvs(tmp_path):
                               str(out / "optimal_lr.csv")], cwd=ROOT, capture_output=True,
                              text=True)
     assert missing.returncode == 2 and "curves.csv" in missing.stderr
+
+
+def test_a_target_crossed_before_the_first_validation_is_left_out_of_the_fit():
+    batch = [4, 8, 16, 32, 64]
+    reach = pd.DataFrame({"algo": "ar", "target": 2.0, "margin": 0.1, "batch_size": batch,
+                          "steps": [300 * (1 + 16 / b) for b in batch], "tokens": 0.0,
+                          "lr": 1e-3, "censored": [False, False, False, False, True]})
+    fit = critical_batches(reach).iloc[0]
+    assert fit["n_batches"] == 4 and fit["b_crit"] == pytest.approx(16, rel=1e-3)
