@@ -147,7 +147,9 @@ def fit_profile(budget: float, params: np.ndarray, losses: np.ndarray) -> Budget
         fit.reason = f"parabola has no minimum (curvature {c2:.3g} <= 0)"
         return fit
     x_opt = -c1 / (2 * c2)
-    fit.n_opt = float(np.exp(x_opt))
+    # A nearly flat profile puts its vertex absurdly far away: clipped so that N_opt stays a
+    # positive finite number (the status below marks it unbracketed either way).
+    fit.n_opt = float(np.exp(np.clip(x_opt, -700.0, 700.0)))
     fit.d_opt = budget / (6.0 * fit.n_opt)  # C = 6 N D (Chinchilla sec. 3.2)
     fit.loss_opt = float(c0 - c1**2 / (4 * c2))
     if x.min() <= x_opt <= x.max():

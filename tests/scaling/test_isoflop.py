@@ -90,3 +90,13 @@ def test_measured_bracket_counts_distinct_sizes_on_each_side_of_the_lowest_loss(
     losses = np.array([3.0, 2.6, 2.7, 2.5, 2.9])  # two seeds at 2e4
     assert measured_bracket(params, losses) == (4e4, 2, 1)
     assert measured_bracket(np.array([]), np.array([])) is None
+
+
+def test_a_nearly_flat_profile_is_unbracketed_not_a_crash():
+    """A case-bootstrap replicate of the micro-ladder drew such a profile: its vertex was
+    e^-800 and C / (6 N_opt) divided by zero."""
+    params = np.array([1e4, 2e4, 4e4])
+    x = np.log(params)
+    losses = 1e-9 * x**2 + 2e-6 * x + 2.0  # vertex at ln N = -1000
+    fit = fit_profile(1e12, params, losses)
+    assert fit.status == "unbracketed" and fit.n_opt > 0 and not np.isnan(fit.d_opt)
