@@ -17,23 +17,30 @@ from tests.conftest import ROOT
 SLURM_DIR = Path(os.environ.get("DLM_SLURM_DIR", "/tmp/dlm-slurm"))
 
 
-@pytest.fixture(scope="session")
-def slurm_env() -> dict[str, str]:
-    """Environment for sbatch / squeue / submitit against the local cluster."""
-    env = {**os.environ, "DLM_SLURM_DIR": str(SLURM_DIR)}
+def local_slurm(folder: Path, nodes: int = 1) -> dict[str, str]:
+    """Bring up (or find running) scripts/local_slurm.sh's cluster of `nodes` slurmd in
+    `folder`; the environment to use it with, or skip the test saying why it cannot start."""
+    env = {**os.environ, "DLM_SLURM_DIR": str(folder), "DLM_SLURM_NODES": str(nodes)}
     try:
         proc = subprocess.run(["bash", str(ROOT / "scripts" / "local_slurm.sh"), "up"], env=env,
                               capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as e:
         pytest.skip(f"cannot start a local Slurm: {e}")
     if proc.returncode != 0:
-        pytest.skip(f"cannot start a local Slurm (scripts/local_slurm.sh up): "
+        pytest.skip(f"cannot start a local Slurm (DLM_SLURM_NODES={nodes} "
+                    f"scripts/local_slurm.sh up): "
                     f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
-    env["SLURM_CONF"] = str(SLURM_DIR / "slurm.conf")
+    env["SLURM_CONF"] = str(folder / "slurm.conf")
     # One thread per process, the same as the uninterrupted reference runs (bitwise equality).
     env["OMP_NUM_THREADS"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+@pytest.fixture(scope="session")
+def slurm_env() -> dict[str, str]:
+    """Environment for sbatch / squeue / submitit against the local cluster."""
+    return local_slurm(SLURM_DIR)
 
 
 def squeue(env: dict[str, str], name: str | None = None) -> list[dict[str, str]]:

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
 from tests.resume.helpers import (assert_same_training_state, load_last, read_records,
                                   recorder_overrides, run_dir_of, tiny_overrides, train_cli)
-from tests.slurm.conftest import squeue, wait_until_gone
+from tests.slurm.conftest import local_slurm, squeue, wait_until_gone
 from tests.slurm.test_auto_resubmit import CPU_TEMPLATE, _resubmit
 
 TWO_NODE_DIR = os.environ.get("DLM_SLURM_2N_DIR", "/tmp/dlm-slurm-2n")
@@ -22,18 +20,8 @@ TWO_NODE_DIR = os.environ.get("DLM_SLURM_2N_DIR", "/tmp/dlm-slurm-2n")
 
 @pytest.fixture(scope="module")
 def two_nodes() -> dict[str, str]:
-    env = {**os.environ, "DLM_SLURM_DIR": TWO_NODE_DIR, "DLM_SLURM_NODES": "2"}
-    try:
-        proc = subprocess.run(["bash", str(ROOT / "scripts" / "local_slurm.sh"), "up"], env=env,
-                              capture_output=True, text=True, timeout=600)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        pytest.skip(f"cannot start a 2-node local Slurm: {e}")
-    if proc.returncode != 0:
-        pytest.skip("cannot start a 2-node local Slurm (DLM_SLURM_NODES=2 scripts/local_slurm.sh "
-                    f"up): {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
     # The node names n1, n2 do not resolve: rank 0 listens on this machine.
-    return {**env, "SLURM_CONF": f"{TWO_NODE_DIR}/slurm.conf", "OMP_NUM_THREADS": "1",
-            "PYTHONUNBUFFERED": "1", "MASTER_ADDR": "127.0.0.1"}
+    return {**local_slurm(Path(TWO_NODE_DIR), nodes=2), "MASTER_ADDR": "127.0.0.1"}
 
 
 def _launches(slurmd_log: Path) -> int:
