@@ -13,8 +13,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from src.scaling.critical_batch import TARGET_WINDOW, fit_critical_batch, steps_to_target
-from src.scaling.curves import EXACT_ALGOS, centered_mean
+from src.scaling.critical_batch import fit_critical_batch, steps_to_target, target_curve
+from src.scaling.curves import EXACT_ALGOS
 from src.scaling.transfer import transfer_table
 
 BATCH = "global_batch_size"  # sequences per optimizer step (result.json), whatever the micro-batch
@@ -85,21 +85,20 @@ def steps_to_targets(runs: pd.DataFrame, curves: pd.DataFrame,
     rows = []
     for algo, by_algo in merged.groupby("algo", sort=True):
         stochastic = algo not in EXACT_ALGOS
-        per_run = {run: (g["step"].to_numpy(float), g["nll"].to_numpy(float),
-                         int(g[BATCH].iloc[0]), float(g[LR].iloc[0]), int(g["seq_len"].iloc[0]))
-                   for run, g in by_algo.groupby("run_dir", sort=True)}
+        # each run's curve as the targets see it, smoothed once: (steps, curve, batch, lr, seq)
+        per_run = [(g["step"].to_numpy(float), target_curve(g["nll"].to_numpy(float), stochastic),
+                    int(g[BATCH].iloc[0]), float(g[LR].iloc[0]), int(g["seq_len"].iloc[0]))
+                   for _, g in by_algo.groupby("run_dir", sort=True)]
         floors: dict[int, float] = {}
-        for steps, nll, b, _, _ in per_run.values():
-            smoothed = _smoothed_min(nll, stochastic)
-            floors[b] = min(floors.get(b, math.inf), smoothed)
+        for _, curve, b, _, _ in per_run:
+            floors[b] = min(floors.get(b, math.inf), float(np.min(curve)))
         reachable = max(floors.values())
         for margin in margins:
             target = reachable + margin
             for b in sorted(floors):
-                runs_b = [r for r in per_run.values() if r[2] == b]
-                hits = [(s, lr, seq) for steps, nll, _, lr, seq in runs_b
-                        if (s := steps_to_target(steps, nll, target, stochastic)) is not None]
-                early = any(_smoothed(nll, stochastic)[0] <= target for _, nll, *_ in runs_b)
+                runs_b = [r for r in per_run if r[2] == b]
+                hits = [(s, lr, seq) for steps, curve, _, lr, seq in runs_b
+                        if (s := steps_to_target(steps, curve, target, False)) is not None]
                 best = min(hits) if hits else None
                 rows.append({"algo": algo, "target": target, "margin": margin, "batch_size": b,
                              "steps": best[0] if best else math.nan,
@@ -107,17 +106,8 @@ def steps_to_targets(runs: pd.DataFrame, curves: pd.DataFrame,
                              "lr": best[1] if best else math.nan,
                              # some lr was below the target at its first validation: the
                              # fastest crossing is earlier than any measured one
-                             "censored": early})
+                             "censored": any(curve[0] <= target for _, curve, *_ in runs_b)})
     return pd.DataFrame(rows)
-
-
-def _smoothed(nll: np.ndarray, stochastic: bool) -> np.ndarray:
-    """A curve as steps_to_target sees it (smoothed when Monte-Carlo)."""
-    return centered_mean(nll, TARGET_WINDOW) if stochastic else nll
-
-
-def _smoothed_min(nll: np.ndarray, stochastic: bool) -> float:
-    return float(np.min(_smoothed(nll, stochastic)))
 
 
 def critical_batches(reach: pd.DataFrame) -> pd.DataFrame:

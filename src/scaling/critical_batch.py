@@ -33,6 +33,13 @@ from src.scaling.curves import centered_mean
 TARGET_WINDOW = 3
 
 
+def target_curve(nll: np.ndarray, stochastic: bool, window: int = TARGET_WINDOW) -> np.ndarray:
+    """A validation curve as it is compared with targets: smoothed over `window`
+    validations when each point is a Monte-Carlo estimate, as it is otherwise."""
+    nll = np.asarray(nll, float)
+    return centered_mean(nll, window) if stochastic else nll
+
+
 def steps_to_target(steps: np.ndarray, nll: np.ndarray, target: float,
                     stochastic: bool, window: int = TARGET_WINDOW) -> float | None:
     """The (fractional) optimizer step at which a validation curve first reaches `target`.
@@ -49,9 +56,8 @@ def steps_to_target(steps: np.ndarray, nll: np.ndarray, target: float,
         the curve never reaches the target, or is already below it at its first validation
         (the crossing lies somewhere before: not measured, so not a data point).
     """
-    steps, nll = np.asarray(steps, float), np.asarray(nll, float)
-    curve = centered_mean(nll, window) if stochastic else nll
-    envelope = np.minimum.accumulate(curve)
+    steps = np.asarray(steps, float)
+    envelope = np.minimum.accumulate(target_curve(nll, stochastic, window))
     hit = np.flatnonzero(envelope <= target)
     if len(hit) == 0:
         return None
