@@ -82,12 +82,15 @@ class StopSignals:
         self.previous = {}
 
     def submitit_requeue_handler(self) -> Callable[[int, FrameType | None], Any] | None:
-        """submitit's checkpoint-and-requeue handler, when this process is a submitit job."""
-        for handler in self.previous.values():
-            owner = getattr(handler, "__self__", None)
-            if type(owner).__module__.startswith("submitit") and \
-                    getattr(handler, "__name__", "") == "checkpoint_and_try_requeue":
-                return handler  # type: ignore[return-value]
+        """submitit's checkpoint-and-requeue handler, when this process is a submitit job
+        and submitit's own signal (USR2: time limit, preemption) stopped it. Not after TERM:
+        that is `scancel` (or Slurm ending the job), and a cancelled job that requeued
+        itself would undo the cancellation."""
+        handler = self.previous.get(int(self.received)) if self.received is not None else None
+        owner = getattr(handler, "__self__", None)
+        if type(owner).__module__.startswith("submitit") and \
+                getattr(handler, "__name__", "") == "checkpoint_and_try_requeue":
+            return handler  # type: ignore[return-value]
         return None
 
 
