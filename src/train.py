@@ -144,12 +144,14 @@ def _train(cfg: DictConfig, run_dir: Path, stops: StopSignals,
     # run's first checkpoint; a run with checkpoints of its own reads its lineage from them.
     start = prepare_start(cfg, algo, tok, resume.path, ckpt_dir, plan.tokens_per_step,
                           plan.flops_per_token, plan.max_steps)
-    checkpoint = StepCheckpoint(ckpt_dir, int(cfg.training.ckpt_every_n_steps),
-                                int(cfg.training.keep_last_k), list(cfg.training.keep_steps))
     preemption = Preemption(stops)
     throughput = Throughput(plan.tokens_per_step, plan.flops_per_token,
                             int(cfg.trainer.log_every_n_steps))
-    guard = DivergenceGuard(loss_threshold(cfg.training.diverge_above, tok.vocab_size))
+    guard = DivergenceGuard(loss_threshold(cfg.training.diverge_above, tok.vocab_size),
+                            int(cfg.training.diverge_patience))
+    checkpoint = StepCheckpoint(ckpt_dir, int(cfg.training.ckpt_every_n_steps),
+                                int(cfg.training.keep_last_k), list(cfg.training.keep_steps),
+                                guard=guard)
     extra = [guard, checkpoint, preemption, throughput, DataProgress(), StoreConfig(cfg, tok),
              *start.callbacks]
     trainer = build_trainer(cfg, run_dir, extra, plan)

@@ -23,7 +23,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
 
-from src.callbacks.divergence import Diverged, nonfinite_parameters
+from src.callbacks.divergence import Diverged, DivergenceGuard, nonfinite_parameters
 from src.resume.atomic_io import fsync_dir
 from src.resume.selection import LAST, remove_path, step_file_name, step_files
 
@@ -59,10 +59,12 @@ class StepCheckpoint(Checkpoint):
             interval, never the run.
         keep_steps: steps always saved and never pruned (branch points for
             `training.init_from` with `training.init_step`, e.g. WSD cool-downs).
+        guard: the run's DivergenceGuard: no periodic save while its loss streak lasts.
     """
 
     def __init__(self, dirpath: str | Path, every_n_steps: int, keep_last_k: int = 2,
-                 keep_steps: tuple[int, ...] | list[int] = ()) -> None:
+                 keep_steps: tuple[int, ...] | list[int] = (),
+                 guard: DivergenceGuard | None = None) -> None:
         if keep_last_k < 0:
             raise ValueError(f"training.keep_last_k must be >= 0, got {keep_last_k}")
         if any(int(s) < 1 for s in keep_steps):
@@ -70,6 +72,7 @@ class StepCheckpoint(Checkpoint):
         self.dirpath = Path(dirpath)
         self.every_n_steps, self.keep_last_k = int(every_n_steps), int(keep_last_k)
         self.keep_steps = frozenset(int(s) for s in keep_steps)
+        self.guard = guard  # its streak above diverge_above pauses the periodic saves
         self._pending: tuple[int, Path] | None = None
         self._saved_step: int | None = None
         self._step_before: int | None = None  # global_step when the current batch started
@@ -88,6 +91,11 @@ class StepCheckpoint(Checkpoint):
         if not self._last_batch_stepped:
             return  # mid-accumulation: the partial gradients are not in a checkpoint
         periodic = self.every_n_steps > 0 and step % self.every_n_steps == 0
+        if periodic and self.guard is not None and self.guard.streak > 0:
+            # The loss is above training.diverge_above: keep the checkpoints from before it.
+            log.info("step %d: no periodic checkpoint while the training loss is above "
+                     "training.diverge_above (%d steps so far)", step, self.guard.streak)
+            periodic = False
         if periodic or step in self.keep_steps or trainer.should_stop or step >= trainer.max_steps:
             self._save(trainer, step)
 

@@ -28,6 +28,7 @@ NON_SEMANTIC: tuple[str, ...] = (
     "training.val_every_n_steps", "training.ckpt_every_n_steps", "training.keep_last_k",
     "training.keep_steps", "training.overwrite", "training.compile",
     "training.allow_config_change", "training.lock_lease_s", "training.diverge_above",
+    "training.diverge_patience",
     "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.strategy",
     "trainer.log_every_n_steps", "trainer.enable_progress_bar", "trainer.num_sanity_val_steps",
 )

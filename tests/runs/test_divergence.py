@@ -13,7 +13,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from src.callbacks.divergence import Diverged, final_validation_failure, loss_threshold
+from src.callbacks.divergence import (Diverged, DivergenceGuard, final_validation_failure,
+                                      loss_threshold)
 from src.callbacks.step_checkpoint import StepCheckpoint
 from src.scaling.collect import collect_runs
 from src.train import main as train_main
@@ -76,3 +77,62 @@ def test_over_fitting_is_a_result_and_a_non_finite_validation_is_not():
     assert final_validation_failure(2.5) is None
     assert "nan" in final_validation_failure(float("nan"))
     assert "inf" in final_validation_failure(float("inf"))
+
+
+class _Trainer(SimpleNamespace):
+    """Just what DivergenceGuard reads: one process, no accumulation."""
+
+    def __init__(self) -> None:
+        super().__init__(global_step=0, accumulate_grad_batches=1, strategy=SimpleNamespace(
+            reduce_boolean_decision=lambda flag, all: flag))
+
+
+def _feed(guard, trainer, losses) -> None:
+    for loss in losses:
+        guard.on_train_batch_start(trainer, None, None, 0)
+        trainer.global_step += 1
+        guard.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, 0)
+
+
+def test_one_spike_of_a_monte_carlo_loss_is_not_divergence():
+    # MDLM's 1/t-weighted batch loss at initialization: 24.2 once, then back under 22.2
+    guard, trainer = DivergenceGuard(22.2, patience=3), _Trainer()
+    _feed(guard, trainer, [5.5, 24.2, 5.4, 23.0, 23.5, 5.3])
+    assert guard.streak == 0
+    with pytest.raises(Diverged) as err:
+        _feed(guard, trainer, [30.0, 40.0, 50.0])  # steps 7-9: a real blow-up
+    assert err.value.step == 7 and "train loss 30 > training.diverge_above=22.2 and above " \
+        "it for 3 steps in a row" in err.value.reason
+    # the streak is part of a checkpoint: resumed mid-streak, it fails at the same step
+    before, trainer = DivergenceGuard(22.2, patience=3), _Trainer()
+    _feed(before, trainer, [30.0, 40.0])
+    resumed = DivergenceGuard(22.2, patience=3)
+    resumed.load_state_dict(before.state_dict())
+    with pytest.raises(Diverged) as again:
+        _feed(resumed, trainer, [50.0])
+    assert again.value.step == 1
+
+
+def test_patience_one_and_non_finite_losses_fail_at_once():
+    with pytest.raises(Diverged, match="train loss 24.2 > training.diverge_above=22.2$"):
+        _feed(DivergenceGuard(22.2, patience=1), _Trainer(), [5.5, 24.2])
+    with pytest.raises(Diverged, match="not finite") as err:
+        _feed(DivergenceGuard(22.2, patience=3), _Trainer(), [5.5, float("nan")])
+    assert err.value.step == 2
+    with pytest.raises(ValueError, match="diverge_patience=0 must be >= 1"):
+        DivergenceGuard(22.2, patience=0)
+
+
+def test_no_periodic_checkpoint_while_the_loss_is_above_the_threshold(tmp_path):
+    guard = DivergenceGuard(22.2, patience=3)
+    guard.streak = 1
+    saved = []
+    ckpt = StepCheckpoint(tmp_path, 1, guard=guard)
+    ckpt._save = lambda trainer, step: saved.append(step)
+    trainer = SimpleNamespace(global_step=5, should_stop=False, max_steps=100)
+    ckpt._step_before = 4
+    ckpt.on_train_batch_end(trainer, None, None, None, 0)
+    guard.streak = 0
+    trainer.global_step, ckpt._step_before = 6, 5
+    ckpt.on_train_batch_end(trainer, None, None, None, 0)
+    assert saved == [6]
