@@ -43,9 +43,18 @@ class RunLocked(UserError):
 
 
 def _owner_record() -> dict[str, Any]:
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     return {"host": socket.gethostname(), "pid": os.getpid(),
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "since": time.strftime("%F %T"),
-            "command": " ".join(sys.argv)[:300]}
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            # scancel names an array element base_index: Slurm 22.05 refuses its own job id
+            "slurm_array_task": f"{array}_{task}" if array and task else None,
+            "since": time.strftime("%F %T"), "command": " ".join(sys.argv)[:300]}
+
+
+def _scancel_id(owner: dict[str, Any] | None) -> str | None:
+    if not owner:
+        return None
+    return owner.get("slurm_array_task") or owner.get("slurm_job_id")
 
 
 def read_owner(run_dir: Path) -> dict[str, Any] | None:
@@ -70,12 +79,12 @@ def _alive_here(owner: dict[str, Any] | None) -> bool:
 def describe(owner: dict[str, Any] | None) -> str:
     if not owner:
         return "another process"
-    job = f", Slurm job {owner['slurm_job_id']}" if owner.get("slurm_job_id") else ""
+    job = f", Slurm job {_scancel_id(owner)}" if _scancel_id(owner) else ""
     return f"pid {owner.get('pid')} on {owner.get('host')}{job}, since {owner.get('since')}"
 
 
 def _locked_message(run_dir: Path, owner: dict[str, Any] | None) -> str:
-    cancel = f" (scancel {owner['slurm_job_id']})" if owner and owner.get("slurm_job_id") else ""
+    cancel = f" (scancel {_scancel_id(owner)})" if _scancel_id(owner) else ""
     return (f"run {run_dir} is being trained by {describe(owner)}: not starting a second "
             f"process on it; wait for that one to finish or stop it{cancel}, then run again")
 

@@ -128,3 +128,15 @@ def test_only_launch_rank_zero_locks(tmp_path, monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     with run_lock(tmp_path / "run"):
         assert not (tmp_path / "run").exists()
+
+
+def test_locked_message_names_the_id_scancel_takes(monkeypatch, tmp_path):
+    from src.runs.lock import _locked_message, _owner_record
+
+    monkeypatch.setenv("SLURM_JOB_ID", "48")  # an array element's own id: scancel refuses it
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    assert "(scancel 48)" in _locked_message(tmp_path, _owner_record())
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "42")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "5")
+    message = _locked_message(tmp_path, _owner_record())
+    assert "Slurm job 42_5" in message and "(scancel 42_5)" in message
