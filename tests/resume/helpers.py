@@ -10,12 +10,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+
+from src.callbacks.step_pace import SlowSteps  # noqa: F401 (loaded as tests.resume.helpers.SlowSteps)
 
 # Not tests.conftest.ROOT: importing conftest sets torch's thread count, and these callbacks
 # are imported inside `python -m src.train` runs whose numerics must not change with them.
@@ -110,14 +111,6 @@ class StepRecorder(L.Callback):
             f.write(json.dumps(row) + "\n")
 
 
-class SlowSteps(L.Callback):
-    """Sleeps after every optimizer step, so that a short Slurm job does only part of a run."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def on_train_batch_end(self, *args: Any) -> None:
-        time.sleep(self.seconds)
 
 
 class ShardProbe(L.Callback):

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
+from src.cluster import slurm_queue
+from src.cluster.slurm_queue import BeginTimeRelease, squeue  # noqa: F401 (re-exported)
 from tests.conftest import ROOT
 
 SLURM_DIR = Path(os.environ.get("DLM_SLURM_DIR", "/tmp/dlm-slurm"))
@@ -43,40 +44,18 @@ def slurm_env() -> dict[str, str]:
     return local_slurm(SLURM_DIR)
 
 
-def squeue(env: dict[str, str], name: str | None = None) -> list[dict[str, str]]:
-    """Jobs in the queue: id, state, reason (optionally only those called `name`)."""
-    args = ["squeue", "-h", "-o", "%i|%T|%r|%j"] + (["-n", name] if name else [])
-    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
-    rows = [line.split("|") for line in out.splitlines() if line.strip()]
-    return [{"id": r[0], "state": r[1], "reason": r[2], "name": r[3]} for r in rows]
-
-
-_released: dict[str, float] = {}  # job id -> when its begin time was last moved
-
-
 def release_begin_time(env: dict[str, str]) -> None:
-    """Start requeued jobs soon: Slurm holds a requeued job ~2 min (Reason=BeginTime). Not at
-    once: a job restarted within a second of its last instance's end is killed by slurmctld
-    ("Killing non-startable batch job: Job credential revoked") and the sweep waits forever.
-    Each requeue is released once (5 s out): moving it again would keep pushing it back."""
-    for job in squeue(env):
-        if job["state"] != "PENDING" or job["reason"] != "BeginTime":
-            continue
-        if time.time() - _released.get(job["id"], -1e9) < 30:
-            continue
-        _released[job["id"]] = time.time()
-        subprocess.run(["scontrol", "update", f"JobId={job['id']}", "StartTime=now+5"],
-                       env=env, capture_output=True)
+    """Start requeued jobs soon (each requeue released once; see BeginTimeRelease)."""
+    _RELEASE.setdefault("release", BeginTimeRelease(env))()
+
+
+_RELEASE: dict[str, BeginTimeRelease] = {}
 
 
 def wait_until_gone(env: dict[str, str], name: str | None, timeout: float,
                     release: bool = False) -> None:
     """Wait until no job (called `name`) is queued or running; fail after `timeout` s."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if release:
-            release_begin_time(env)
-        if not squeue(env, name):
-            return
-        time.sleep(2)
-    raise AssertionError(f"Slurm jobs still queued after {timeout:.0f} s: {squeue(env, name)}")
+    try:
+        slurm_queue.wait_until_gone(env, name, timeout, BeginTimeRelease(env) if release else None)
+    except TimeoutError as e:
+        raise AssertionError(str(e)) from None
