@@ -22,6 +22,7 @@ import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+from tqdm import tqdm
 
 from src.algos.randomness import StepRandomness, derive_seed, make_generator
 from src.checkpoints import LoadedRun, load_run
@@ -114,15 +115,21 @@ class LabLM(LM):
 
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         out = []
-        for request in requests:
+        for request in tqdm(requests, desc="Running loglikelihood requests", disable=disable_tqdm):
             context, continuation = request.args
+            # lm-eval's own convention (TemplateLM._encode_pair): trailing whitespace of the
+            # context is scored as part of the continuation, so `--model hf` agrees.
+            spaces = len(context) - len(context.rstrip())
+            if spaces:
+                context, continuation = context[:-spaces], context[-spaces:] + continuation
             ctx, cont = self.tok.encode(context), self.tok.encode(continuation)
             out.append((self.score(ctx, cont), self.is_greedy(ctx, cont)))
         return out
 
     def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
         out = []
-        for request in requests:
+        for request in tqdm(requests, desc="Running loglikelihood_rolling requests",
+                            disable=disable_tqdm):
             ids = self.tok.encode(request.args[0])
             windows = get_rolling_token_windows(ids, prefix_token=self.tok.eos_id,
                                                 max_seq_len=self.max_length, context_len=1)
@@ -141,7 +148,7 @@ class LabLM(LM):
     @torch.no_grad()
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
         out = []
-        for request in requests:
+        for request in tqdm(requests, desc="Running generate_until requests", disable=disable_tqdm):
             context, kwargs = request.args
             kwargs = dict(kwargs or {})
             until = kwargs.get("until") or []

@@ -8,7 +8,8 @@ only torch + transformers + safetensors:
     ids = model.generate(num_samples=4, steps=128, sampler="gidd_adaptive", seed=0)
 
 `forward` returns the network's logits (the checkpoint's, to fp32 rounding: causal for AR,
-the clean-first order for Eso-LM, bidirectional otherwise); `generate`
+with [MASK] at -inf as the run's AR distribution has it; the clean-first order for Eso-LM,
+bidirectional otherwise); `generate`
 runs the repo's own samplers on the algo's own denoiser (src/algos/inference.py).
 """
 
@@ -54,6 +55,9 @@ class DLMConfig(PretrainedConfig):
                  **kwargs: Any) -> None:
         self.dit, self.algo = dict(dit or {}), dict(algo or {})
         self.samplers, self.seq_len = dict(samplers or {}), int(seq_len)
+        # The length tools read (lm-eval's `hf` model windows requests to it, as our
+        # adapter does to seq_len): the model never saw positions past it.
+        kwargs.setdefault("max_position_embeddings", int(seq_len))
         super().__init__(**kwargs)
 
 
@@ -145,7 +149,9 @@ class DLMForCausalLM(DLMPreTrainedModel):
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
                 return_dict: bool = True, **_: Any) -> CausalLMOutput | tuple[torch.Tensor, ...]:
-        logits = self.denoiser.logits(input_ids)
+        # The run's own next-token distribution: [MASK] (never a target) gets -inf, as in
+        # training and in our lm-eval adapter; raw logits would spread mass onto it.
+        logits = self.denoiser.causal_logits(input_ids)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
