@@ -27,6 +27,7 @@ LADDER = "docs/figures/cpu_micro_ladder"
 BRACKET = "docs/figures/mdlm_bracket"
 BATCH = "docs/figures/batch_lr"
 DECAY = "docs/figures/weight_decay"
+GIDD = "docs/figures/gidd_noise_ladder"
 #: figure folder -> the command (from the repo root) that rebuilds it from committed data
 #: (the command's first file argument is that data).
 RECIPES: dict[str, list[str]] = {
@@ -39,6 +40,9 @@ RECIPES: dict[str, list[str]] = {
     BRACKET: [sys.executable, "scripts/fit_scaling_laws.py", f"{BRACKET}/runs.csv",
               "--out", BRACKET, "--max-epochs", "8", "--summary-out", f"{BRACKET}/fit.txt",
               "--json-out", f"{BRACKET}/fit.json"],
+    GIDD: [sys.executable, "scripts/fit_scaling_laws.py", f"{GIDD}/runs.csv", "--group",
+           "algo.mix_shift", "--out", GIDD, "--max-epochs", "8", "--summary-out",
+           f"{GIDD}/fit.txt", "--json-out", f"{GIDD}/fit.json"],
     BATCH: [sys.executable, "scripts/batch_study.py", f"{BATCH}/runs.csv", "--out", BATCH],
     DECAY: [sys.executable, "scripts/weight_decay_study.py", f"{DECAY}/curves.csv",
             "--out", DECAY],
