@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))  # scripts are not a package
 
 from src.callbacks.step_journal import journal_file
 from src.cluster import chaos_checks
-from src.cluster.faults import FAULT_KINDS, Injector, Training, job_fields, training_runs
+from src.cluster.faults import FAULT_KINDS, Injector, Training, alive, job_fields, training_runs
 from src.cluster.slurm_queue import BeginTimeRelease, squeue
 
 NAME = "chaos"  # Slurm job name of the sweep's jobs
@@ -117,7 +117,7 @@ class Chaos:
         self.rng = random.Random(args.seed)
         self.plan = parse_faults(args.faults)
         self.rng.shuffle(self.plan)
-        self.injector = Injector(self.env, self.out / "runs")
+        self.injector = Injector(self.env)
         self.release = BeginTimeRelease(self.env)
         self.disk_victim = self.run_dirs[1] if "disk_full" in self.plan else None
         self.launches: list[dict[str, Any]] = []
@@ -184,13 +184,7 @@ class Chaos:
             if time.time() - since > 30:
                 inj.undrain(node)
         if inj.ballast_victim is not None:
-            victim = inj.ballast_victim
-            try:
-                os.kill(victim.pid, 0)
-                alive = True
-            except OSError:
-                alive = False
-            if not alive:
+            if not alive(inj.ballast_victim.pid):
                 inj.free_disk("its process ended")
             elif time.time() - inj.ballast_since > 45:
                 inj.free_disk("45 s passed, its process still alive")

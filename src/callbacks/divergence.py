@@ -100,13 +100,15 @@ class DivergenceGuard(L.Callback):
         if trainer.global_step == self._step_before:
             return  # mid-accumulation: decide at the step boundary
         step_loss = self._worst * trainer.accumulate_grad_batches  # Lightning divides it
-        reduce = trainer.strategy.reduce_boolean_decision
-        if reduce(not math.isfinite(self._worst), all=False):
-            raise Diverged(trainer.global_step, "train loss not finite")
+        finite = math.isfinite(self._worst)
         above = self.max_loss is not None and step_loss > self.max_loss
-        if not reduce(above, all=False):  # every rank takes the same branch
+        reduce = trainer.strategy.reduce_boolean_decision
+        # One collective per healthy step; every rank takes the same branch.
+        if not reduce(above or not finite, all=False):
             self.streak, self._first = 0, None
             return
+        if reduce(not finite, all=False):
+            raise Diverged(trainer.global_step, "train loss not finite")
         self.streak += 1
         if self._first is None:
             self._first = (trainer.global_step, step_loss)

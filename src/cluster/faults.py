@@ -48,6 +48,17 @@ class Fault:
     detail: str = ""
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` still exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, not ours to signal
+    return True
+
+
 def training_runs(runs_root: Path) -> list[Training]:
     """The runs under `runs_root` whose lock owner is a live process on this machine."""
     found = []
@@ -55,9 +66,10 @@ def training_runs(runs_root: Path) -> list[Training]:
         try:
             owner = json.loads(owner_file.read_text())
             pid = int(owner["pid"])
-            os.kill(pid, 0)
         except (OSError, ValueError, KeyError, TypeError):
-            continue  # gone between listing and reading, or a dead holder
+            continue  # gone between listing and reading
+        if not alive(pid):
+            continue  # a dead holder
         found.append(Training(owner_file.parent.resolve(), pid, owner.get("slurm_job_id"),
                               owner.get("host")))
     return found
@@ -88,15 +100,14 @@ def minutes(duration: str) -> float:
 
 
 class Injector:
-    """Injects faults into the sweep whose runs live under `runs_root`; keeps the record.
+    """Injects faults into a sweep's running jobs and processes; keeps the record.
 
     Args:
         env: environment for the Slurm commands (SLURM_CONF).
-        runs_root: the sweep's run folders.
     """
 
-    def __init__(self, env: Mapping[str, str], runs_root: Path) -> None:
-        self.env, self.runs_root = dict(env), Path(runs_root)
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = dict(env)
         self.faults: list[Fault] = []
         self.shortened: dict[str, str] = {}  # job -> its time limit before time_limit cut it
         self.drained: dict[str, float] = {}  # node -> when it was drained
