@@ -24,11 +24,13 @@ import torch  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from src.algos.cost import algo_passes  # noqa: E402
+from src.models.arch import Arch  # noqa: E402
 from src.models.dit import DiT, count_params  # noqa: E402
 from src.models.flops import CONVENTIONS, flops_per_token, param_counts  # noqa: E402
 from src.scaling.budget import steps_for_budget  # noqa: E402
 
 MODEL_DIR = ROOT / "configs" / "model"
+DEFAULT_ARCH = vars(Arch())
 DEFAULTS = {"vocab_size": 32001, "seq_len": 2048, "global_batch_size": 256, "flops_budget": None,
             "algo": "mdlm"}
 
@@ -131,11 +133,12 @@ def model_stats(args: dict[str, object]) -> dict[str, object]:
     vocab, seq_len = int(args["vocab_size"]), int(args["seq_len"])  # type: ignore[arg-type]
     batch = int(args["global_batch_size"])  # type: ignore[arg-type]
     moe = {**dict(cfg.get("moe") or {}), **args.get("moe", {})}  # type: ignore[arg-type]
+    arch = OmegaConf.to_container(cfg.arch) if cfg.get("arch") is not None else None
     with torch.device("meta"):
         model = DiT(vocab, cfg.dim, cfg.n_blocks, cfg.n_heads, cond_dim=cfg.cond_dim,
-                    max_seq_len=cfg.max_seq_len, adaln=cfg.adaln, moe=moe)
+                    max_seq_len=cfg.max_seq_len, adaln=cfg.adaln, moe=moe, arch=arch)
     shape = dict(dim=cfg.dim, n_blocks=cfg.n_blocks, n_heads=cfg.n_heads, vocab_size=vocab,
-                 seq_len=seq_len, cond_dim=cfg.cond_dim, adaln=cfg.adaln, moe=moe)
+                 seq_len=seq_len, cond_dim=cfg.cond_dim, adaln=cfg.adaln, moe=moe, arch=arch)
     passes = algo_passes(load_algo_config(str(args["algo"]), args["algo_kwargs"]), seq_len)
     fpt = {c: flops_per_token(convention=c, passes=passes, **shape) for c in CONVENTIONS}
     out: dict[str, object] = {
@@ -143,8 +146,11 @@ def model_stats(args: dict[str, object]) -> dict[str, object]:
         "adaln": cfg.adaln, "vocab_size": vocab, "seq_len": seq_len, "global_batch_size": batch,
         "algo": args["algo"], **args["algo_kwargs"], **count_params(model),
         **({"moe": moe, **{k: v for k, v in param_counts(**{
-            k: shape[k] for k in ("dim", "n_blocks", "vocab_size", "cond_dim", "adaln", "moe")}
+            k: shape[k] for k in ("dim", "n_blocks", "vocab_size", "cond_dim", "adaln", "moe",
+                                  "n_heads", "arch")}
         ).items() if k.startswith("active")}} if moe.get("num_experts") else {}),
+        **({"arch": {k: v for k, v in arch.items() if v != DEFAULT_ARCH[k]}}
+           if arch and not Arch.build(arch).is_default else {}),
         "flops_per_token": fpt,
     }
     if args["flops_budget"] is not None:

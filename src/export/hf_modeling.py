@@ -30,10 +30,12 @@ from src.samplers.base import Sampler
 from src.samplers.duo import DUOAncestral
 from src.samplers.esolm import EsoLMSampler
 from src.samplers.gidd import GIDDAdaptive, GIDDAncestral
+from src.samplers.low_confidence import LowConfidence
 
 SAMPLER_CLASSES: dict[str, type[Sampler]] = {
     cls.__name__: cls
-    for cls in (ARSampler, MDLMAncestral, DUOAncestral, EsoLMSampler, GIDDAncestral, GIDDAdaptive)
+    for cls in (ARSampler, MDLMAncestral, DUOAncestral, EsoLMSampler, GIDDAncestral, GIDDAdaptive,
+                LowConfidence)
 }
 
 

@@ -9,7 +9,12 @@
   (b) a Hugging Face folder as MDLM / DUO publish them (config.json + model.safetensors
       or pytorch_model.bin, keys under `backbone.`), e.g. a local snapshot of
       kuleshov-group/mdlm-owt, or `hf:kuleshov-group/mdlm-owt` to download it;
-  (c) a folder written by `python -m src.export`.
+  (c) a folder written by `python -m src.export`;
+  (d) a GIDD Hugging Face folder (`model_type: gidd`: gidd-mask-3b, gidd-unif-3b, ...);
+  (e) a MegaDLMs Hugging Face conversion (`DiffLM`, JinjieNi/MegaDLMs megatron_to_hf_te.py).
+GIDD and MegaDLMs networks become backbone options (src/export/published.py,
+src/models/arch.py); their tokenizer is the folder's own when it has one, and its [MASK] id
+must be the one the model was trained with.
 The run folder gets checkpoints/last.ckpt with a full run config, so `src.evaluate`,
 `src.sample`, `src.export` and `training.init_from=<out>` read it like a trained run.
 Further arguments are training-config overrides (e.g. algo=duo, data=text_files,
@@ -31,6 +36,14 @@ import torch
 from omegaconf import OmegaConf
 
 from src.builders import build_algo, build_backbone, build_datamodule
+from src.export.published import (
+    gidd_settings,
+    gidd_state,
+    is_gidd,
+    is_megadlm,
+    megadlm_settings,
+    megadlm_state,
+)
 from src.export.reference import (
     from_reference,
     is_reference,
@@ -60,6 +73,7 @@ class Source:
     overrides: list[str] = field(default_factory=list)
     tokenizer: dict[str, Any] | None = None  # the checkpoint's `tokenizer` record
     head_dim: int | None = None  # known from a reference rotary buffer (rotary_head_dim)
+    mask_id: int | None = None  # the [MASK] id the publisher trained with (GIDD, MegaDLMs)
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -86,11 +100,29 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _weights_in(folder: Path) -> dict[str, torch.Tensor]:
+    """The folder's weights: one file, or the shards its `*.index.json` lists."""
     for name in WEIGHT_FILES:
         if (folder / name).is_file():
             return load_tensors(folder / name)
-    raise UserError(f"{folder}: no {' or '.join(WEIGHT_FILES)} (sharded checkpoints: merge "
-                    "them first)")
+        index = folder / f"{name}.index.json"
+        if index.is_file():
+            return _sharded(folder, index)
+    raise UserError(f"{folder}: no {' or '.join(WEIGHT_FILES)} (or their .index.json)")
+
+
+def _sharded(folder: Path, index: Path) -> dict[str, torch.Tensor]:
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        shards = sorted(set(weight_map.values()))
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+        raise UserError(f"{index}: not a weight index ({err})") from None
+    state: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        path = folder / str(shard)
+        if path.parent != folder or not path.is_file():  # names only, inside the folder
+            raise UserError(f"{index}: shard {str(shard)[:80]!r} is not a file in {folder}")
+        state.update(load_tensors(path))
+    return state
 
 
 def noise_config(class_name: str) -> str:
@@ -161,13 +193,32 @@ def _reference_folder(folder: Path, config: dict[str, Any]) -> Source:
                   head_dim=rotary_head_dim(raw))
 
 
+def _published_folder(folder: Path, config: dict[str, Any]) -> Source:
+    """A GIDD or MegaDLMs folder: renamed weights and the settings of its network."""
+    where = str(folder / "config.json")
+    raw = _weights_in(folder)
+    if is_gidd(config):
+        overrides, mask_id = gidd_settings(config, where)
+        state, name = gidd_state(raw, where), "GIDD"
+    else:
+        overrides, mask_id = megadlm_settings(config, where)
+        state = megadlm_state(raw, where, bool(config.get("tie_word_embeddings", False)))
+        name = "MegaDLMs"
+    if any((folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+        overrides += ["data.tokenizer.kind=hf", f"data.tokenizer.name_or_path={folder}"]
+    heads = int(config["num_attention_heads"])
+    return Source(state, f"{name} Hugging Face folder {folder}", overrides,
+                  head_dim=int(config["hidden_size"]) // heads, mask_id=mask_id)
+
+
 def hub_snapshot(repo_id: str) -> Path:
     """Download a hub model's config and weights (needs the network or the HF cache)."""
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=["config.json", "*.safetensors",
-                                                               "*.bin", "tokenizer*"]))
+        return Path(snapshot_download(repo_id, allow_patterns=[
+            "config.json", "*.safetensors", "*.bin", "*.index.json", "tokenizer*",
+            "special_tokens_map.json", "vocab.json", "merges.txt"]))
     except Exception as err:  # noqa: BLE001 - one actionable line for any hub failure
         raise UserError(f"cannot download {repo_id} from the Hugging Face hub "
                         f"({type(err).__name__}): it needs the network; or download it "
@@ -193,6 +244,8 @@ def read_source(path: str | Path) -> Source:
                             f"JSON object of a model config")
         if config.get("model_type") == "dlm_lab":
             return _lab_export(path, config)
+        if is_gidd(config) or is_megadlm(config):
+            return _published_folder(path, config)
         return _reference_folder(path, config)
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}: pass source=<file or folder>")
@@ -250,6 +303,13 @@ def import_model(source: str | Path, out: str | Path, overrides: list[str]) -> d
     dm = build_datamodule(cfg)
     tok = dm.tokenizer
     vocab = shape_facts(src.state)["vocab_size"]
+    if src.mask_id is not None and src.mask_id != tok.mask_id:
+        raise UserError(f"{src.origin} was trained with [MASK] = id {src.mask_id}, tokenizer "
+                        f"{tok.name} has it at {tok.mask_id}: pass the model's own tokenizer "
+                        f"(data.tokenizer.kind=hf data.tokenizer.name_or_path=<its folder>)")
+    if src.mask_id is not None and vocab > tok.vocab_size:
+        src.state = drop_padded_rows(src.state, tok.vocab_size, src.origin)
+        vocab = tok.vocab_size
     if tok.vocab_size != vocab:
         raise UserError(f"the weights have {vocab} token ids, tokenizer {tok.name} has "
                         f"{tok.vocab_size}: pass the model's tokenizer (data.tokenizer.kind=gpt2 "
@@ -280,6 +340,21 @@ def import_model(source: str | Path, out: str | Path, overrides: list[str]) -> d
                "vocab_size": tok.vocab_size, "seq_len": int(cfg.data.seq_len)}
     (Path(out) / "import.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+def drop_padded_rows(state: dict[str, torch.Tensor], vocab: int, origin: str
+                     ) -> dict[str, torch.Tensor]:
+    """Embedding and readout rows past the tokenizer's ids: Megatron pads the vocabulary to a
+    multiple of 128 with ids no tokenizer emits. Dropping them removes those ids from every
+    softmax (the publisher's own sampler could still draw them); said once, loudly."""
+    out = dict(state)
+    for key in ("embed", "final.linear.weight", "final.linear.bias", "final.bias"):
+        if key in out:
+            out[key] = out[key][:vocab]
+    logger.warning("%s: its %d-id vocabulary is padded past the tokenizer's %d ids; the padded "
+                   "rows are dropped (their ids leave every softmax)", origin,
+                   int(state["embed"].shape[0]), vocab)
+    return out
 
 
 def as_run(ckpt: str | Path) -> Path:

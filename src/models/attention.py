@@ -54,10 +54,12 @@ def resolve_backend(requested: str, device_type: str) -> str:
 
 def _math_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, mask: torch.Tensor | None,
-    scale: float | None = None,
+    scale: float | None = None, softcap: float | None = None,
 ) -> torch.Tensor:
     scores = q @ k.transpose(-2, -1)  # (B, H, Lq, Lk)
     scores = scores / math.sqrt(q.shape[-1]) if scale is None else scores * scale
+    if softcap is not None:  # Gemma 2 / GIDD: cap * tanh(s / cap) bounds every logit by cap
+        scores = softcap * torch.tanh(scores / softcap)
     if causal:
         lq, lk = q.shape[-2], k.shape[-2]
         # Queries are the last lq positions of the lk keys (KV-cache decoding).
@@ -77,6 +79,7 @@ def attention(
     backend: str,
     mask: torch.Tensor | None = None,
     scale: float | None = None,
+    softcap: float | None = None,
 ) -> torch.Tensor:
     """Scaled dot-product attention.
 
@@ -87,12 +90,14 @@ def attention(
         backend: a resolved backend name ("flash", "sdpa", "math").
         mask: optional bool mask broadcastable to (B, H, Lq, Lk), True = attend.
         scale: logit scale; None = 1 / sqrt(Dh) (muP passes its own, parameterization.py).
+        softcap: cap the scaled logits at +-softcap with tanh (model.arch.attn_softcap). No
+            fused kernel here takes it: it runs the `math` path on every device.
 
     Returns:
         (B, H, Lq, Dh)
     """
-    if backend == "math":
-        return _math_attention(q, k, v, causal, mask, scale)
+    if backend == "math" or softcap is not None:
+        return _math_attention(q, k, v, causal, mask, scale, softcap)
     if backend == "flash" and mask is None and q.dtype in FLASH_DTYPES:
         try:
             from flash_attn import flash_attn_func  # optional GPU extra

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from src.models.arch import Arch
 from src.models.attention import resolve_backend
 from src.models.kv_cache import KVCache
 from src.models.layers import DiTBlock, FinalLayer, TimestepEmbedder, rotary_tables
@@ -26,7 +27,8 @@ class DiT(nn.Module):
     With `adaln=True` the parameter count is
     P = 2 V d + V + n (12 d^2 + 781 d) + 259 d + 49408 at cond_dim 128 (docs/algorithms.md);
     AR keeps these layers by default so its size matches the diffusion models,
-    `adaln=False` gives a plain GPT block.
+    `adaln=False` gives a plain GPT block. `arch` (src/models/arch.py) holds the switches
+    that give the published GIDD and MegaDLMs networks; its defaults are this DiT.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class DiT(nn.Module):
         base_depth: int = 4,
         base_head_dim: int | None = None,
         moe: Mapping[str, Any] | None = None,
+        arch: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.vocab_size, self.dim, self.n_blocks, self.n_heads = vocab_size, dim, n_blocks, n_heads
@@ -62,13 +65,15 @@ class DiT(nn.Module):
             nn.init.uniform_(self.embed, -bound, bound)
         self.sigma_embed = TimestepEmbedder(cond_dim) if adaln else None
         self.moe = MoEConfig.build(moe)
+        self.arch = Arch.build(arch)
         self.blocks = nn.ModuleList(
             DiTBlock(dim, n_heads, cond, dropout, residual_scale=p13n.residual_scale,
                      attn_scale=p13n.attn_scale(dim // n_heads),
-                     moe=self.moe.layer(dim) if self.moe.in_block(i) else None)
+                     moe=self.moe.layer(dim) if self.moe.in_block(i) else None, arch=self.arch)
             for i in range(n_blocks)
         )
-        self.final = FinalLayer(dim, vocab_size, cond, output_scale=p13n.output_scale)
+        self.final = FinalLayer(dim, vocab_size, cond, output_scale=p13n.output_scale,
+                                arch=self.arch)
 
     def param_role(self, name: str) -> str:
         """What a parameter is to the parameterization: `hidden` (width x width matrices of
@@ -104,7 +109,7 @@ class DiT(nn.Module):
 
     def new_kv_cache(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None) -> KVCache:
         return KVCache(
-            self.n_blocks, batch_size, self.n_heads, self.head_dim, max_len,
+            self.n_blocks, batch_size, self.arch.kv_heads(self.n_heads), self.head_dim, max_len,
             device=self.embed.device, dtype=dtype or self.embed.dtype,
         )
 
@@ -153,7 +158,7 @@ class DiT(nn.Module):
             c = F.silu(self.sigma_embed(sigma))  # (B, cond_dim)
         if positions is None:
             positions = torch.arange(start, start + length, device=h.device)
-        rope = rotary_tables(positions, self.head_dim)
+        rope = rotary_tables(positions, self.head_dim, self.arch.rope_base)
         backend = resolve_backend(self.attn_backend, h.device.type)
         for i, block in enumerate(self.blocks):
             h = block(
@@ -162,7 +167,8 @@ class DiT(nn.Module):
             )
         if kv_cache is not None and commit:
             kv_cache.commit()
-        return self.final(h, c, select, logit_bias)
+        tied = self.embed if self.arch.tie_embeddings else None
+        return self.final(h, c, select, logit_bias, weight=tied)
 
 
 def count_params(model: nn.Module) -> dict[str, int]:
@@ -170,6 +176,8 @@ def count_params(model: nn.Module) -> dict[str, int]:
     and the output head, the Kaplan et al. 2020 convention)."""
     total = sum(p.numel() for p in model.parameters())
     embedding = 0
-    if isinstance(model, DiT):
-        embedding = model.embed.numel() + sum(p.numel() for p in model.final.linear.parameters())
+    if isinstance(model, DiT):  # the head: its own weight (+ bias), or a tied one's bias
+        head = model.final.linear.parameters() if model.final.linear is not None else (
+            [model.final.bias] if model.final.bias is not None else [])
+        embedding = model.embed.numel() + sum(p.numel() for p in head)
     return {"params": total, "non_embedding_params": total - embedding}

@@ -33,6 +33,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from src.models.arch import Arch
+
 CONVENTIONS = ("reference", "6N", "palm", "gidd", "full")
 FREQ_DIM = 256  # TimestepEmbedder sinusoidal features (layers.py)
 PROFILE_PATH = Path(__file__).resolve().parents[2] / "configs" / "flops" / "_reference_profile.yaml"
@@ -53,16 +55,35 @@ def moe_blocks(n_blocks: int, moe: Mapping[str, Any] | None) -> tuple[int, int, 
     return n_blocks // every, experts, int(moe.get("top_k", 1))
 
 
-def mlp_matmuls(*, dim: int, n_blocks: int, moe: Mapping[str, Any] | None = None) -> int:
-    """Multiply-adds per token of the feed-forwards: 8 d^2 per dense block; a MoE block runs
-    its router (d E) and top_k experts (8 d^2 each): the *active* parameters."""
+def mlp_matmuls(*, dim: int, n_blocks: int, moe: Mapping[str, Any] | None = None,
+                arch: Mapping[str, Any] | Arch | None = None) -> int:
+    """Multiply-adds per token of the feed-forwards: d h_in + h d per dense block (8 d^2 for the
+    DiT's 4d GELU MLP; SwiGLU's h_in = 2h); a MoE block runs its router (d E) and top_k experts
+    (8 d^2 each): the *active* parameters."""
     n_moe, experts, top_k = moe_blocks(n_blocks, moe)
-    return 8 * dim * dim * (n_blocks - n_moe + top_k * n_moe) + dim * experts * n_moe
+    a = Arch.build(arch)
+    dense = dim * a.mlp_in_width(dim) + a.hidden(dim) * dim
+    return dense * (n_blocks - n_moe + top_k * n_moe) + dim * experts * n_moe
+
+
+def attention_matmuls(*, dim: int, n_heads: int, arch: Mapping[str, Any] | Arch | None = None
+                      ) -> int:
+    """Multiply-adds per token and block of the attention projections: q and out d^2 each, k
+    and v d * (n_kv_heads / n_heads) d each (4 d^2 with full multi-head attention)."""
+    a = Arch.build(arch)
+    kv_width = a.kv_heads(n_heads) * (dim // n_heads)
+    return 2 * dim * dim + 2 * dim * kv_width
+
+
+def score_keys(seq_len: int, arch: Mapping[str, Any] | Arch | None = None) -> int:
+    """Keys each query scores: the sequence, plus the learned slot with `arch.kv_slots`."""
+    return seq_len + (1 if Arch.build(arch).kv_slots else 0)
 
 
 def param_counts(
     *, dim: int, n_blocks: int, vocab_size: int, cond_dim: int = 128, adaln: bool = True,
-    moe: Mapping[str, Any] | None = None,
+    moe: Mapping[str, Any] | None = None, n_heads: int | None = None,
+    arch: Mapping[str, Any] | Arch | None = None,
 ) -> dict[str, int]:
     """Parameters of `DiT` counted from its layers (equals `count_params` on the model).
 
@@ -72,17 +93,26 @@ def param_counts(
         `src.models.dit.count_params` does; active counts what one token uses (a MoE
         block: router + top_k experts; equal to the totals for a dense model).
     """
-    d, c = dim, cond_dim
+    d, c, a = dim, cond_dim, Arch.build(arch)
     n_moe, experts, top_k = moe_blocks(n_blocks, moe)
-    ffn = 8 * d * d + 4 * d + d  # MLP weights and biases
-    block = 4 * d * d + ffn + 2 * d  # qkv, out, MLP; 2 norms
+    if not a.is_default and n_heads is None:
+        raise ValueError("param_counts with model.arch options needs n_heads")
+    head_dim = d // n_heads if n_heads else 0
+    kv_width = a.kv_heads(n_heads) * head_dim if n_heads else d
+    ffn = mlp_matmuls(dim=d, n_blocks=1, arch=a) + (  # MLP weights and biases
+        a.mlp_in_width(d) + d if a.mlp_bias else 0)
+    block = (attention_matmuls(dim=d, n_heads=n_heads, arch=a) if n_heads else 4 * d * d) \
+        + ffn + 2 * d  # qkv, out, MLP; 2 norms
+    block += {"none": 0, "head": 2 * head_dim, "all": d + kv_width}[a.qk_norm]
+    block += 2 * kv_width if a.kv_slots else 0
     final = d  # final norm weight
     cond = 0
     if adaln:
         block += c * 6 * d + 6 * d
         final += c * 2 * d + 2 * d
         cond = FREQ_DIM * c + c + c * c + c
-    embedding = vocab_size * d + d * vocab_size + vocab_size  # input table + head weight/bias
+    head = (0 if a.tie_embeddings else d * vocab_size) + (vocab_size if a.head_bias else 0)
+    embedding = vocab_size * d + head  # input table + head weight/bias
     non_embedding = n_blocks * block + final + cond
     extra_total = n_moe * ((experts - 1) * ffn + d * experts)  # more experts + the router
     extra_active = n_moe * ((top_k - 1) * ffn + d * experts)
@@ -102,6 +132,8 @@ def model_forward_flops(
     adaln: bool = True,
     soft_inputs: bool = False,
     moe: Mapping[str, Any] | None = None,
+    n_heads: int | None = None,
+    arch: Mapping[str, Any] | Arch | None = None,
 ) -> int:
     """Matmul FLOPs of one `DiT.forward` call on one sequence of `seq_len` tokens.
 
@@ -112,14 +144,19 @@ def model_forward_flops(
     Returns:
         FLOPs, attention over the full seq_len x seq_len square (see module docstring).
     """
-    per_token = 4 * n_blocks * dim * dim + mlp_matmuls(dim=dim, n_blocks=n_blocks, moe=moe) \
-        + dim * vocab_size
+    a = Arch.build(arch)
+    if not a.is_default and n_heads is None:
+        raise ValueError("model_forward_flops with model.arch options needs n_heads")
+    projections = attention_matmuls(dim=dim, n_heads=n_heads, arch=a) if n_heads else 4 * dim * dim
+    per_token = n_blocks * projections + mlp_matmuls(dim=dim, n_blocks=n_blocks, moe=moe, arch=a) \
+        + dim * vocab_size  # the readout is a matmul, tied or not
     per_sequence = 0
     if adaln:
         timestep = FREQ_DIM * cond_dim + cond_dim * cond_dim  # 256 -> c -> c, once per sequence
         # adaLN c -> 6d per block and c -> 2d in the final layer, on (B, c) not (B, L, c).
         per_sequence = timestep + (6 * n_blocks + 2) * cond_dim * dim
-    flops = 2 * (seq_len * per_token + per_sequence) + 4 * n_blocks * seq_len * seq_len * dim
+    flops = 2 * (seq_len * per_token + per_sequence) \
+        + 4 * n_blocks * seq_len * score_keys(seq_len, a) * dim
     if soft_inputs:
         flops += 2 * seq_len * vocab_size * dim
     return flops
@@ -162,6 +199,7 @@ def forward_flops(
     adaln: bool = True,
     passes: Sequence[BackbonePass] | None = None,
     moe: Mapping[str, Any] | None = None,
+    arch: Mapping[str, Any] | Arch | None = None,
 ) -> float:
     """Forward FLOPs per training sequence: the sum over the algorithm's passes of
     rows x `model_forward_flops(tokens)` (default: one pass over the seq_len tokens)."""
@@ -171,7 +209,7 @@ def forward_flops(
     if not passes or all(p.rows <= 0 for p in passes):
         raise ValueError("the algorithm runs no backbone pass on any row")
     shape = dict(dim=dim, n_blocks=n_blocks, vocab_size=vocab_size, cond_dim=cond_dim, adaln=adaln,
-                 moe=moe)
+                 moe=moe, n_heads=n_heads, arch=arch)
     return float(sum(p.rows * model_forward_flops(seq_len=p.tokens, soft_inputs=p.soft_inputs,
                                                   **shape) for p in passes))
 
@@ -198,6 +236,7 @@ def reference_forward_flops(
     adaln: bool = True,
     profiled: bool = True,
     moe: Mapping[str, Any] | None = None,
+    arch: Mapping[str, Any] | Arch | None = None,
 ) -> float:
     """Forward FLOPs of one sequence as the reference's profiler (calflops) reports them.
 
@@ -211,11 +250,14 @@ def reference_forward_flops(
     28 profiled sizes to 3.2e-5 relative (the table keeps 5-6 significant digits)
     and gives the same max_steps as the table for each of them at 6e18, batch 256.
 
+    With `arch` options the linear part follows the options (GQA, SwiGLU, ...) and the
+    elementwise part keeps the DiT's model: the reference never profiled those networks.
+
     Args:
         profiled: use the profiled table when the shape matches one of its rows.
     """
     prof = _reference_profile()
-    dense = moe_blocks(n_blocks, moe)[0] == 0
+    dense = moe_blocks(n_blocks, moe)[0] == 0 and Arch.build(arch).is_default
     if profiled and adaln and dense and (vocab_size, seq_len, cond_dim) == (
         prof["vocab_size"], prof["seq_len"], prof["cond_dim"]
     ):
@@ -224,8 +266,8 @@ def reference_forward_flops(
                 return float(flops)
     linear = model_forward_flops(
         dim=dim, n_blocks=n_blocks, vocab_size=vocab_size, seq_len=seq_len, cond_dim=cond_dim,
-        adaln=adaln, moe=moe,
-    ) - 4 * n_blocks * seq_len * seq_len * dim
+        adaln=adaln, moe=moe, n_heads=n_heads, arch=arch,
+    ) - 4 * n_blocks * seq_len * score_keys(seq_len, arch) * dim
     elementwise = seq_len * (n_blocks * (n_heads * seq_len + 12 * dim) + 4 * dim)
     return float(linear + elementwise)
 
@@ -242,6 +284,7 @@ def flops_per_token(
     adaln: bool = True,
     passes: Sequence[BackbonePass] | None = None,
     moe: Mapping[str, Any] | None = None,
+    arch: Mapping[str, Any] | Arch | None = None,
 ) -> float:
     """Training FLOPs (forward + backward) per token of the global batch.
 
@@ -253,7 +296,8 @@ def flops_per_token(
     - 6N: 6 x non-embedding parameters (Kaplan et al. 2020; SMDM). Ignores `passes`.
     - palm: 6 N + 12 n d T with N = all parameters except the input embedding table
       (the head is a matmul; PaLM app. B, nanoGPT `estimate_mfu`). Ignores `passes`.
-    - gidd: 72 n d^2 + 12 n d T (von Ruette et al.'s count). Ignores `passes`.
+    - gidd: 72 n d^2 + 12 n d T (von Ruette et al.'s count; 6 x the block matmuls with
+      `arch` options). Ignores `passes`.
     - full: `training_flops` of the passes / T: the exact structural count with attention
       of what the algorithm runs (AR on T - 1 tokens, Eso-LM's 2T sequential rows, a
       distillation teacher's forward, ...); default one pass over T tokens.
@@ -261,11 +305,13 @@ def flops_per_token(
     With `moe` (model.moe) every convention counts the *active* parameters per token:
     the router and top_k experts of each MoE block (an expert's capacity drops are not
     subtracted: they are the routing's failure, not a saving the budget should buy).
+    `arch` (model.arch) counts each option's own matmuls and parameters.
     """
     _check_choice(convention, CONVENTIONS, "convention")
+    a = Arch.build(arch)
     shape = dict(
         dim=dim, n_blocks=n_blocks, n_heads=n_heads, vocab_size=vocab_size, seq_len=seq_len,
-        cond_dim=cond_dim, adaln=adaln, moe=moe,
+        cond_dim=cond_dim, adaln=adaln, moe=moe, arch=a,
     )
     if convention == "full":
         return training_flops([BackbonePass(seq_len)] if passes is None else passes,
@@ -274,13 +320,14 @@ def flops_per_token(
         return 3.0 * reference_forward_flops(**shape) / seq_len
     params = param_counts(
         dim=dim, n_blocks=n_blocks, vocab_size=vocab_size, cond_dim=cond_dim, adaln=adaln,
-        moe=moe,
+        moe=moe, n_heads=n_heads, arch=a,
     )
     attention = 12.0 * n_blocks * dim * seq_len
     if convention == "6N":
         return 6.0 * params["active_non_embedding_params"]
-    if convention == "palm":
-        return 6.0 * (params["active_params"] - vocab_size * dim) + attention
+    if convention == "palm":  # a tied table is also the readout's matmul
+        table = 0 if a.tie_embeddings else vocab_size * dim
+        return 6.0 * (params["active_params"] - table) + attention
     # gidd: 6 x (4 d^2 attention + 8 d^2 MLP) per block = 72 n d^2 when dense
-    return 6.0 * (4 * n_blocks * dim * dim + mlp_matmuls(dim=dim, n_blocks=n_blocks, moe=moe)) \
-        + attention
+    return 6.0 * (n_blocks * attention_matmuls(dim=dim, n_heads=n_heads, arch=a)
+                  + mlp_matmuls(dim=dim, n_blocks=n_blocks, moe=moe, arch=a)) + attention

@@ -140,6 +140,8 @@ def _literal(source: str, key: str, value: Any) -> str:
         return str(value).lower()
     if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
         return repr(value)
+    if isinstance(value, float) and math.isinf(value):  # Hydra's grammar reads inf / -inf
+        return "inf" if value > 0 else "-inf"
     if isinstance(value, str) and _PLAIN_STRING.fullmatch(value):
         return value
     _refuse(source, key, f"{_short(value)} is not a plain number, flag or name")

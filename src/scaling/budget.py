@@ -93,6 +93,7 @@ def run_flops_per_token(cfg: Any, vocab_size: int) -> float:
         dim=int(m.dim), n_blocks=int(m.n_blocks), n_heads=int(m.n_heads), vocab_size=vocab_size,
         seq_len=seq_len, convention=str(cfg.flops.convention), cond_dim=int(m.cond_dim),
         adaln=bool(m.adaln), passes=algo_passes(cfg.algo, seq_len), moe=m.get("moe"),
+        arch=m.get("arch"),
     )
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from tests.conftest import train_tiny as tiny
 
-#: name -> overrides; every algo, Eso-LM with a sequential part, an EMA run, a MoE run.
+#: name -> overrides; every algo, Eso-LM with a sequential part, an EMA run, a MoE run,
+#: GIDD's and MegaDLMs' networks.
 RUNS = {
     "ar": ["algo=ar"],
     "mdlm": ["algo=mdlm", "algo.time_conditioning=true", "training.ema=0.9"],
@@ -15,6 +16,9 @@ RUNS = {
     "gidd": ["algo=gidd"],
     "esolm": ["algo=esolm", "algo.alpha_0=0.5"],
     "ar_moe": ["algo=ar", "model.moe.num_experts=4", "model.moe.top_k=2"],
+    # The published architectures as backbone options (configs/model/*_tiny.yaml).
+    "gidd_arch": ["algo=gidd", "model=gidd_tiny", "algo.time_conditioning=false"],
+    "mdlm_gqa": ["algo=mdlm", "model=megadlm_tiny", "sampler=low_confidence"],
 }
 
 

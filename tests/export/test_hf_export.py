@@ -25,6 +25,7 @@ GENERATIONS = [
     ("gidd", "gidd_ancestral", {}, False), ("gidd", "gidd_adaptive", {}, False),
     ("esolm", "esolm", {}, True), ("esolm", "esolm_block_ar", {"block_size": 8}, False),
     ("esolm", "esolm_nocache", {}, False),
+    ("gidd_arch", None, {}, True), ("mdlm_gqa", None, {"block_size": 8}, True),
 ]
 LENGTH, STEPS, N = 24, 6, 2
 
@@ -91,7 +92,8 @@ def test_exported_code_needs_only_torch_and_transformers(exports):
         assert third_party(path) <= ALLOWED_PACKAGES, path.name
 
 
-@pytest.mark.parametrize("algo", ["ar", "mdlm", "duo", "gidd", "esolm", "ar_moe"])
+@pytest.mark.parametrize("algo", ["ar", "mdlm", "duo", "gidd", "esolm", "ar_moe", "gidd_arch",
+                                  "mdlm_gqa"])
 def test_same_logits_as_the_checkpoint(algo, fresh, tiny_runs):
     run = load_run(tiny_runs[algo])
     with torch.no_grad():

@@ -140,7 +140,7 @@ def test_wrong_tokenizer_is_named(tmp_path):
         import_model(path, tmp_path / "run", ["model.n_heads=4", "data=shakespeare_byte"])
 
 
-@pytest.mark.parametrize("algo", ["mdlm", "gidd", "esolm", "ar"])
+@pytest.mark.parametrize("algo", ["mdlm", "gidd", "esolm", "ar", "gidd_arch", "mdlm_gqa"])
 def test_own_export_round_trips(algo, exports, tiny_runs, tmp_path):
     import_model(exports[algo], tmp_path / "run", [])
     back, original = load_run(tmp_path / "run"), load_run(tiny_runs[algo])
