@@ -33,7 +33,7 @@ tok = AutoTokenizer.from_pretrained(job["folder"], trust_remote_code=True)
 ids = torch.tensor(job["ids"])
 with torch.no_grad():
     logits = model(ids).logits
-text = tok.batch_decode(model.generate(num_samples=2, max_length=job["length"],
+text = tok.batch_decode(model.sample(num_samples=2, max_length=job["length"],
                                        steps=job["steps"], seed=0))
 src = sorted(m for m in sys.modules if m == "src" or m.startswith("src."))
 json.dump({"logits": logits.tolist(), "text": text, "src_modules": src}, open(sys.argv[2], "w"))

@@ -5,12 +5,16 @@ only torch + transformers + safetensors:
 
     model = AutoModelForMaskedLM.from_pretrained(folder, trust_remote_code=True)  # diffusion
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)  # AR
-    ids = model.generate(num_samples=4, steps=128, sampler="gidd_adaptive", seed=0)
+    ids = model.sample(num_samples=4, steps=128, sampler="gidd_adaptive", seed=0)
+    ids = ar_model.generate(**tok(texts, return_tensors="pt", padding=True), max_new_tokens=8)
 
 `forward` returns the network's logits (the checkpoint's, to fp32 rounding: causal for AR,
 with [MASK] at -inf as the run's AR distribution has it; the clean-first order for Eso-LM,
-bidirectional otherwise); `generate`
-runs the repo's own samplers on the algo's own denoiser (src/algos/inference.py).
+bidirectional otherwise). `sample` runs the repo's own samplers on the algo's own denoiser
+(src/algos/inference.py) for every algo; a diffusion model's `generate` is the same call.
+The AR model is a standard transformers causal LM: `generate` is `GenerationMixin`'s
+(attention masks, left padding, a KV cache, any decoding strategy), `forward` honours
+`attention_mask`, `position_ids` and `past_key_values` (src/export/hf_generation.py).
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import PretrainedConfig, PreTrainedModel
-from transformers.modeling_outputs import CausalLMOutput, MaskedLMOutput
+from transformers import DynamicCache, GenerationMixin, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast, MaskedLMOutput
 
-from src.algos.inference import Denoiser, build_denoiser, log_alpha_sigma
+from src.algos.inference import Denoiser, build_denoiser, log_alpha_sigma, without_mask
+from src.export.hf_generation import CacheView, causal_padding_mask, padded_positions
 from src.models.dit import DiT
 from src.samplers.ancestral import MDLMAncestral
 from src.samplers.ar import ARSampler
@@ -61,6 +66,13 @@ class DLMConfig(PretrainedConfig):
         # adapter does to seq_len): the model never saw positions past it.
         kwargs.setdefault("max_position_embeddings", int(seq_len))
         super().__init__(**kwargs)
+        # The shape under transformers' names (its caches and generate read them).
+        if self.dit:
+            heads = int(self.dit.get("n_heads", 1))
+            kv = (self.dit.get("arch") or {}).get("n_kv_heads")
+            self.num_hidden_layers, self.hidden_size = int(self.dit["n_blocks"]), int(self.dit["dim"])
+            self.num_attention_heads = heads
+            self.num_key_value_heads = int(kv) if kv else heads
 
 
 class DLMPreTrainedModel(PreTrainedModel):
@@ -92,7 +104,7 @@ class DLMPreTrainedModel(PreTrainedModel):
         return SAMPLER_CLASSES[spec.pop("class")](**spec)
 
     @torch.no_grad()
-    def generate(self, input_ids: torch.Tensor | None = None, *, num_samples: int | None = None,
+    def sample(self, input_ids: torch.Tensor | None = None, *, num_samples: int | None = None,
                  max_length: int | None = None, steps: int | None = None,
                  sampler: str | None = None, infill: torch.Tensor | None = None,
                  seed: int | None = None, generator: torch.Generator | None = None,
@@ -127,7 +139,10 @@ class DLMPreTrainedModel(PreTrainedModel):
 
 
 class DLMForMaskedLM(DLMPreTrainedModel):
-    """A diffusion LM (mdlm, duo, gidd, esolm): bidirectional denoiser logits."""
+    """A diffusion LM (mdlm, duo, gidd, esolm): bidirectional denoiser logits; `generate` is
+    `sample` (transformers' left-to-right generate does not apply to a denoiser)."""
+
+    generate = DLMPreTrainedModel.sample
 
     def forward(self, input_ids: torch.Tensor, timesteps: torch.Tensor | None = None,
                 sigma: torch.Tensor | None = None, return_dict: bool = True,
@@ -146,18 +161,44 @@ class DLMForMaskedLM(DLMPreTrainedModel):
         return MaskedLMOutput(logits=logits) if return_dict else (logits,)
 
 
-class DLMForCausalLM(DLMPreTrainedModel):
-    """The autoregressive baseline: causal logits, next-token loss with `labels`."""
+class DLMForCausalLM(DLMPreTrainedModel, GenerationMixin):
+    """The autoregressive baseline as a standard causal LM: causal logits, next-token loss with
+    `labels`, `GenerationMixin.generate`; the repo's samplers stay under `sample`."""
 
-    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
-                return_dict: bool = True, **_: Any) -> CausalLMOutput | tuple[torch.Tensor, ...]:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, past_key_values: Any = None,
+                use_cache: bool | None = None, labels: torch.Tensor | None = None,
+                return_dict: bool = True, **_: Any
+                ) -> CausalLMOutputWithPast | tuple[torch.Tensor, ...]:
+        """Next-token logits (B, L, V) of `input_ids`, after `past_key_values` when given.
+
+        Args:
+            attention_mask: (B, L_past + L) 1 = token, 0 = padding (left padding: each row's
+                positions count its own tokens, padding is never attended).
+            position_ids: (B, L) rotary positions (default: from the mask, else consecutive).
+            past_key_values: a transformers Cache (created when `use_cache`).
+        """
+        b, length = input_ids.shape
+        if use_cache and past_key_values is None:
+            past_key_values = DynamicCache()
+        past = int(past_key_values.get_seq_length()) if past_key_values is not None else 0
+        if attention_mask is not None and bool(attention_mask.all()):
+            attention_mask = None  # nothing padded: the plain causal path (fused kernels)
+        if position_ids is None:
+            position_ids = padded_positions(attention_mask, length) if attention_mask is not None \
+                else torch.arange(past, past + length, device=input_ids.device).expand(b, -1)
+        mask = None if attention_mask is None else causal_padding_mask(attention_mask, length)
+        cache = CacheView(past_key_values) if past_key_values is not None else None
+        logits = self.backbone(input_ids, None, causal=mask is None, positions=position_ids,
+                               attn_mask=mask, kv_cache=cache)
         # The run's own next-token distribution: [MASK] (never a target) gets -inf, as in
         # training and in our lm-eval adapter; raw logits would spread mass onto it.
-        logits = self.denoiser.causal_logits(input_ids)
+        logits = without_mask(logits, self.config.algo["mask_id"])
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
                                    ignore_index=-100)
         if not return_dict:
-            return (logits,) if loss is None else (loss, logits)
-        return CausalLMOutput(loss=loss, logits=logits)
+            out = (logits,) if past_key_values is None else (logits, past_key_values)
+            return out if loss is None else (loss, *out)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=past_key_values)

@@ -46,14 +46,14 @@ for name, folder in job["folders"].items():
         logits = model(ids).logits if causal else model(ids, sigma=sigma).logits
     out["logits"][name] = logits.tolist()
     tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
-    out["text"][name] = tok.batch_decode(model.generate(num_samples=1, max_length=16, steps=4, seed=1))
+    out["text"][name] = tok.batch_decode(model.sample(num_samples=1, max_length=16, steps=4, seed=1))
 for algo, sampler, options, prompt in job["generations"]:
     model = (AutoModelForCausalLM if algo == "ar" else AutoModelForMaskedLM).from_pretrained(
         job["folders"][algo], trust_remote_code=True)
     kwargs = dict(options)
     if prompt:
         kwargs["input_ids"] = torch.tensor(job["prompt"])
-    ids_out = model.generate(num_samples=job["n"], max_length=job["length"], steps=job["steps"],
+    ids_out = model.sample(num_samples=job["n"], max_length=job["length"], steps=job["steps"],
                              sampler=sampler, seed=0, **kwargs)
     out["samples"].append(ids_out.tolist())
 out["src_imported"] = sorted(m for m in sys.modules if m == "src" or m.startswith("src."))
