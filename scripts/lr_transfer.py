@@ -4,6 +4,8 @@ parameterization: does it transfer? Writes a table (markdown on stdout, CSV, JSO
 Usage:
     python scripts/lr_transfer.py runs/lr_transfer_cpu --out plots/lr_transfer_cpu
     python scripts/lr_transfer.py runs.csv --axis model.n_blocks --out plots/depth
+    python scripts/lr_transfer.py docs/figures/lr_transfer_width/runs.csv \
+        --out docs/figures/lr_transfer_width --summary-out docs/figures/lr_transfer_width/lr_transfer.md
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ import pandas as pd  # noqa: E402
 
 from src.scaling.collect import collect_runs  # noqa: E402
 from src.scaling.table import add_loss_column  # noqa: E402
-from src.scaling.transfer import AXES, drift, markdown, transfer_table, with_defaults  # noqa: E402
+from src.scaling.transfer import (  # noqa: E402
+    AXES,
+    drift,
+    markdown,
+    summary_markdown,
+    transfer_table,
+    with_defaults,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("source", type=Path, help="run folder (collected) or a collect_runs.py CSV")
     p.add_argument("--axis", choices=AXES, default=None, help="default: the one that varies")
     p.add_argument("--out", type=Path, default=Path("plots/lr_transfer"))
+    p.add_argument("--summary-out", type=Path, default=None,
+                   help="also write the README's table (lr* per shape, drift) as markdown")
     args = p.parse_args(argv)
     if args.source.is_dir():
         runs = collect_runs(args.source, include_failed=True).table  # diverged: loss NaN
@@ -49,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     from src.scaling.transfer_plot import plot_transfer  # matplotlib only when plotting
 
     figure = plot_transfer(runs, table, args.out / "loss_vs_lr.png")
+    if args.summary_out is not None:
+        args.summary_out.write_text(summary_markdown(table, moves))
     print(markdown(table))
     print()
     print(markdown(moves, digits=3))

@@ -28,6 +28,9 @@ BRACKET = "docs/figures/mdlm_bracket"
 BATCH = "docs/figures/batch_lr"
 DECAY = "docs/figures/weight_decay"
 GIDD = "docs/figures/gidd_noise_ladder"
+WIDTH = "docs/figures/lr_transfer_width"
+DEPTH = "docs/figures/lr_transfer_depth"
+MOE = "docs/figures/moe"
 #: figure folder -> the command (from the repo root) that rebuilds it from committed data
 #: (the command's first file argument is that data).
 RECIPES: dict[str, list[str]] = {
@@ -46,6 +49,11 @@ RECIPES: dict[str, list[str]] = {
     BATCH: [sys.executable, "scripts/batch_study.py", f"{BATCH}/runs.csv", "--out", BATCH],
     DECAY: [sys.executable, "scripts/weight_decay_study.py", f"{DECAY}/curves.csv",
             "--out", DECAY],
+    WIDTH: [sys.executable, "scripts/lr_transfer.py", f"{WIDTH}/runs.csv", "--axis", "model.dim",
+            "--out", WIDTH, "--summary-out", f"{WIDTH}/lr_transfer.md"],
+    DEPTH: [sys.executable, "scripts/lr_transfer.py", f"{DEPTH}/runs.csv", "--axis",
+            "model.n_blocks", "--out", DEPTH, "--summary-out", f"{DEPTH}/lr_transfer.md"],
+    MOE: [sys.executable, "scripts/moe_study.py", f"{MOE}/curves.csv", "--out", MOE],
 }
 
 

@@ -51,7 +51,7 @@ def _refuse_unless(ok: bool, where: str, what: str) -> None:
 
 
 def _rename(state: dict[str, torch.Tensor], rules: list[tuple[str, Callable[..., str] | None]],
-            where: str) -> dict[str, torch.Tensor]:
+            where: str) -> dict[str, torch.Tensor]:  # (regex, builder) pairs
     """Apply (regex, new-key builder or None = drop) rules; an unmatched key is an error."""
     out = {}
     for key, value in state.items():
@@ -80,20 +80,28 @@ def _blocks(state: dict[str, torch.Tensor]) -> int:
     return len({int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))})
 
 
+LAYER = r"model\.layers\.(\d+)\."
+Rules = list[tuple[str, Callable[..., str] | None]]
+#: Keys both publishers name alike (HF Llama-style attention and embeddings).
+SHARED_RULES: Rules = [
+    (r"model\.embed_tokens\.weight", lambda: "embed"),
+    (LAYER + r"self_attn\.(q|k|v)_proj\.weight", lambda n, p: f"blocks.{n}.{p}_proj"),
+    (LAYER + r"self_attn\.o_proj\.weight", lambda n: f"blocks.{n}.attn_out.weight"),
+    (LAYER + r"self_attn\.(q|k)_norm\.weight", lambda n, p: f"blocks.{n}.{p}_norm.weight"),
+    (r"model\.norm\.weight", lambda: "final.norm.weight"),
+]
+
+
 def gidd_state(raw: dict[str, torch.Tensor], where: str) -> dict[str, torch.Tensor]:
     """GiddForDiffusionLM keys -> this backbone's."""
-    layer = r"model\.layers\.(\d+)\."
-    rules: list[tuple[str, Callable[..., str] | None]] = [
-        (r"model\.embed_tokens\.weight", lambda: "embed"),
-        (layer + r"self_attn\.(q|k|v)_proj\.weight", lambda n, p: f"blocks.{n}.{p}_proj"),
-        (layer + r"self_attn\.o_proj\.weight", lambda n: f"blocks.{n}.attn_out.weight"),
-        (layer + r"self_attn\.(q|k)_norm\.weight", lambda n, p: f"blocks.{n}.{p}_norm.weight"),
+    layer = LAYER
+    rules: Rules = [
+        *SHARED_RULES,
         (layer + r"self_attn\.(k|v)_bias", lambda n, p: f"blocks.{n}.{p}_slot"),
         (layer + r"mlp\.up_proj\.(weight|bias)", lambda n, p: f"blocks.{n}.mlp.0.{p}"),
         (layer + r"mlp\.down_proj\.(weight|bias)", lambda n, p: f"blocks.{n}.mlp.2.{p}"),
         (layer + r"attn_layernorm\.weight", lambda n: f"blocks.{n}.norm1.weight"),
         (layer + r"mlp_layernorm\.weight", lambda n: f"blocks.{n}.norm2.weight"),
-        (r"model\.norm\.weight", lambda: "final.norm.weight"),
         (r"lm_head\.weight", lambda: "final.linear.weight"),
         (r"model\.frequencies", None),  # RoPE table, recomputed from rope_theta
     ]
@@ -145,17 +153,13 @@ def gidd_settings(config: dict[str, Any], where: str) -> tuple[list[str], int]:
 def megadlm_state(raw: dict[str, torch.Tensor], where: str, tied: bool
                   ) -> dict[str, torch.Tensor]:
     """DiffLM (Qwen3-style) keys -> this backbone's."""
-    layer = r"model\.layers\.(\d+)\."
-    rules: list[tuple[str, Callable[..., str] | None]] = [
-        (r"model\.embed_tokens\.weight", lambda: "embed"),
-        (layer + r"self_attn\.(q|k|v)_proj\.weight", lambda n, p: f"blocks.{n}.{p}_proj"),
-        (layer + r"self_attn\.o_proj\.weight", lambda n: f"blocks.{n}.attn_out.weight"),
-        (layer + r"self_attn\.(q|k)_norm\.weight", lambda n, p: f"blocks.{n}.{p}_norm.weight"),
+    layer = LAYER
+    rules: Rules = [
+        *SHARED_RULES,
         (layer + r"mlp\.(gate|up)_proj\.weight", lambda n, p: f"blocks.{n}.{p}"),
         (layer + r"mlp\.down_proj\.weight", lambda n: f"blocks.{n}.mlp.2.weight"),
         (layer + r"input_layernorm\.weight", lambda n: f"blocks.{n}.norm1.weight"),
         (layer + r"post_attention_layernorm\.weight", lambda n: f"blocks.{n}.norm2.weight"),
-        (r"model\.norm\.weight", lambda: "final.norm.weight"),
         # A tied readout is the embedding (a file may still carry the copy).
         (r"lm_head\.weight", None if tied else (lambda: "final.linear.weight")),
         (layer + r"self_attn\.rotary_emb\.inv_freq", None),  # recomputed from rope_theta

@@ -7,6 +7,10 @@ there. An optimum at the edge of the grid is reported as the edge point and flag
 extrapolated; runs whose loss is not finite (diverged) are left out and counted.
 Hyperparameters transfer when lr* does not move along the axis: the drift is
 log2(lr* at the largest shape / lr* at the smallest), in octaves.
+
+With several seeds each seed gets its own lr* (their spread is the noise a drift must beat),
+and the seed-mean curve (lrs every seed ran; a diverged seed makes that lr diverged) gets
+one labelled `mean`.
 """
 
 from __future__ import annotations
@@ -76,8 +80,24 @@ def with_defaults(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _seed_curves(g: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(label, runs with optim.lr and loss) per seed, plus the seed-mean curve when several."""
+    seeds = sorted(g["seed"].unique())
+    curves = [(str(seed), g[g["seed"] == seed]) for seed in seeds]
+    if len(seeds) > 1:
+        lrs = pd.to_numeric(g["optim.lr"])
+        loss = pd.to_numeric(g["loss"], errors="coerce")
+        by_lr = pd.DataFrame({"optim.lr": lrs, "loss": loss}).groupby("optim.lr")["loss"]
+        mean = by_lr.agg(lambda x: x.mean() if x.notna().all() else math.nan)
+        kept = by_lr.size() == len(seeds)
+        curves.append(("mean", pd.DataFrame({"optim.lr": mean.index[kept],
+                                             "loss": mean.to_numpy()[kept.to_numpy()]})))
+    return curves
+
+
 def transfer_table(df: pd.DataFrame, axis: str | None = None) -> pd.DataFrame:
-    """One row per (algo, parameterization, axis value): lr*, its loss, flags.
+    """One row per (algo, parameterization, seed, axis value): lr*, its loss, flags; `seed`
+    is the seed's number as text, or `mean` for the seed-mean curve.
 
     Args:
         df: collected runs with `optim.lr`, `loss` (or val_nll) and the axis column.
@@ -89,28 +109,64 @@ def transfer_table(df: pd.DataFrame, axis: str | None = None) -> pd.DataFrame:
         raise ValueError(f"the run table lacks {', '.join(missing)}: sweep optim.lr "
                          f"(experiment=lr_transfer_cpu) and collect with collect_runs.py")
     axis = axis or sweep_axis(df)
+    if "seed" not in df.columns:
+        df["seed"] = 0
     rows = []
     for (algo, p13n, value), g in df.groupby([*GROUP_COLUMNS, axis], sort=True):
-        fit = optimal_lr(pd.to_numeric(g["optim.lr"]).to_numpy(),
-                         pd.to_numeric(g["loss"], errors="coerce").to_numpy())
-        rows.append({"algo": algo, "parameterization": p13n, "axis": axis, "value": value,
-                     "lr_opt": fit.lr, "loss_opt": fit.loss, "lr_best": fit.lr_best,
-                     "loss_best": fit.loss_best, "at_edge": fit.at_edge,
-                     "n_points": fit.n_points, "n_diverged": fit.n_diverged})
+        for label, curve in _seed_curves(g):
+            fit = optimal_lr(pd.to_numeric(curve["optim.lr"]).to_numpy(),
+                             pd.to_numeric(curve["loss"], errors="coerce").to_numpy())
+            rows.append({"algo": algo, "parameterization": p13n, "seed": label, "axis": axis,
+                         "value": value, "lr_opt": fit.lr, "loss_opt": fit.loss,
+                         "lr_best": fit.lr_best, "loss_best": fit.loss_best,
+                         "at_edge": fit.at_edge, "n_points": fit.n_points,
+                         "n_diverged": fit.n_diverged})
     return pd.DataFrame(rows)
 
 
 def drift(table: pd.DataFrame) -> pd.DataFrame:
-    """Octaves lr* moves from the smallest to the largest shape, per (algo, parameterization)."""
+    """Octaves lr* moves from the smallest to the largest shape, per (algo, parameterization,
+    seed)."""
     rows = []
-    for (algo, p13n), g in table.groupby(["algo", "parameterization"], sort=True):
+    for (algo, p13n, seed), g in table.groupby(["algo", "parameterization", "seed"], sort=True):
         g = g.sort_values("value")
         first, last = g.iloc[0], g.iloc[-1]
-        rows.append({"algo": algo, "parameterization": p13n,
+        rows.append({"algo": algo, "parameterization": p13n, "seed": seed,
                      "from": first["value"], "to": last["value"],
                      "drift_octaves": math.log2(last["lr_opt"] / first["lr_opt"]),
                      "edges": int(g["at_edge"].sum())})
     return pd.DataFrame(rows)
+
+
+NAMES = {"ar": "AR", "mdlm": "MDLM", "sp": "SP", "mup": "muP", "completep": "CompleteP"}
+AXIS_WORDS = {"model.dim": "width", "model.n_blocks": "blocks"}
+
+
+def summary_markdown(table: pd.DataFrame, moves: pd.DataFrame) -> str:
+    """The README's table: one row per (algo, parameterization, seed), lr* (loss at lr*) per
+    shape (`edge`: the grid's best point, at its end), and the drift in octaves."""
+    axis = str(table["axis"].iloc[0])
+    values = sorted(table["value"].unique())
+    word = AXIS_WORDS.get(axis, axis)
+    head = [f"{word} {v}: lr* (loss)" if axis == "model.dim" else f"{v} {word}: lr* (loss)"
+            for v in values]
+    lines = ["| algo | param. | seed | " + " | ".join(head) + f" | lr* drift {values[0]} -> "
+             f"{values[-1]} |", "|" + "---|" * (len(values) + 4)]
+    for (algo, p13n, seed), g in table.groupby(["algo", "parameterization", "seed"], sort=True):
+        cells = []
+        for v in values:
+            row = g[g["value"] == v]
+            if row.empty:
+                cells.append("-")
+                continue
+            r = row.iloc[0]
+            cells.append(f"{r['lr_opt']:.2g}{' edge' if r['at_edge'] else ''} "
+                         f"({r['loss_opt']:.3f})")
+        move = moves[(moves["algo"] == algo) & (moves["parameterization"] == p13n)
+                     & (moves["seed"] == seed)].iloc[0]
+        lines.append(f"| {NAMES.get(algo, algo)} | {NAMES.get(p13n, p13n)} | {seed} | "
+                     + " | ".join(cells) + f" | {move['drift_octaves']:+.2f} octaves |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(df: pd.DataFrame, digits: int = 4) -> str:

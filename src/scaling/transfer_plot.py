@@ -1,5 +1,6 @@
 """Figure of an lr-transfer sweep: loss against lr, one line per shape, one panel per
-(algo, parameterization), lr* marked (src/scaling/transfer.py)."""
+(algo, parameterization), a dashed line per further seed, lr* marked (of the seed-mean
+curve where there are several seeds; src/scaling/transfer.py)."""
 
 from __future__ import annotations
 
@@ -29,13 +30,20 @@ def plot_transfer(runs: pd.DataFrame, table: pd.DataFrame, path: Path) -> Path:
             ax = fig.add_subplot(len(algos), len(kinds), i * len(kinds) + j + 1)
             for value, color in zip(values, colors):
                 g = runs[(runs["algo"] == algo) & (runs["model.parameterization"] == kind)
-                         & (runs[axis] == value)].sort_values("optim.lr")
+                         & (runs[axis] == value)]
                 if g.empty:
                     continue
-                ax.plot(g["optim.lr"], g["loss"], "o-", color=color, ms=3,
-                        label=f"{axis.split('.')[-1]} {value}")
-                best = table[(table["algo"] == algo) & (table["parameterization"] == kind)
-                             & (table["value"] == value)].iloc[0]
+                seeds = sorted(g["seed"].unique()) if "seed" in g.columns else [None]
+                for k, seed in enumerate(seeds):  # one line per seed, dashed after the first
+                    s = (g if seed is None else g[g["seed"] == seed]).sort_values("optim.lr")
+                    ax.plot(s["optim.lr"], s["loss"], "o-" if k == 0 else "o--", color=color,
+                            ms=3, label=f"{axis.split('.')[-1]} {value}"
+                            + ("" if len(seeds) == 1 else f" seed {seed}"))
+                fits = table[(table["algo"] == algo) & (table["parameterization"] == kind)
+                             & (table["value"] == value)]
+                best = fits[fits["seed"] == "mean"] if "seed" in fits and \
+                    (fits["seed"] == "mean").any() else fits
+                best = best.iloc[0]
                 ax.plot([best["lr_opt"]], [best["loss_opt"]], "*", color=color, ms=11,
                         mec="black", mew=0.5)
             ax.set_xscale("log", base=2)
