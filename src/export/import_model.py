@@ -11,7 +11,9 @@
       kuleshov-group/mdlm-owt, or `hf:kuleshov-group/mdlm-owt` to download it;
   (c) a folder written by `python -m src.export`;
   (d) a GIDD Hugging Face folder (`model_type: gidd`: gidd-mask-3b, gidd-unif-3b, ...);
-  (e) a MegaDLMs Hugging Face conversion (`DiffLM`, JinjieNi/MegaDLMs megatron_to_hf_te.py).
+  (e) a MegaDLMs Hugging Face conversion (`DiffLM`, JinjieNi/MegaDLMs megatron_to_hf_te.py);
+  (f) a Megatron-Core legacy checkpoint (the folder with latest_checkpointed_iteration.txt, an
+      iter_* folder or its model_optim_rng.pt; src/export/megatron.py): pass its tokenizer.
 GIDD and MegaDLMs networks become backbone options (src/export/published.py,
 src/models/arch.py); their tokenizer is the folder's own when it has one, and its [MASK] id
 must be the one the model was trained with.
@@ -36,6 +38,13 @@ import torch
 from omegaconf import OmegaConf
 
 from src.builders import build_algo, build_backbone, build_datamodule
+from src.export.megatron import (
+    is_megatron,
+    legacy_file,
+    load_legacy,
+    megatron_settings,
+    megatron_state,
+)
 from src.export.published import (
     gidd_settings,
     gidd_state,
@@ -74,6 +83,7 @@ class Source:
     tokenizer: dict[str, Any] | None = None  # the checkpoint's `tokenizer` record
     head_dim: int | None = None  # known from a reference rotary buffer (rotary_head_dim)
     mask_id: int | None = None  # the [MASK] id the publisher trained with (GIDD, MegaDLMs)
+    padded_vocab: bool = False  # rows past the tokenizer's ids may be padding (Megatron's)
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -208,7 +218,20 @@ def _published_folder(folder: Path, config: dict[str, Any]) -> Source:
         overrides += ["data.tokenizer.kind=hf", f"data.tokenizer.name_or_path={folder}"]
     heads = int(config["num_attention_heads"])
     return Source(state, f"{name} Hugging Face folder {folder}", overrides,
-                  head_dim=int(config["hidden_size"]) // heads, mask_id=mask_id)
+                  head_dim=int(config["hidden_size"]) // heads, mask_id=mask_id,
+                  padded_vocab=True)
+
+
+def _megatron(path: Path) -> Source:
+    """A Megatron-Core legacy checkpoint: its args set the network, its tensors are renamed."""
+    file = legacy_file(path)
+    args, model = load_legacy(file)
+    where = str(file)
+    heads = int(args.get("num_attention_heads") or 0)
+    state = megatron_state(model, args, where)
+    return Source(state, f"Megatron checkpoint {file}", megatron_settings(args, where),
+                  head_dim=int(args["hidden_size"]) // heads if heads else None,
+                  padded_vocab=True)
 
 
 def hub_snapshot(repo_id: str) -> Path:
@@ -231,6 +254,8 @@ def read_source(path: str | Path) -> Source:
     if str(path).startswith("hf:"):
         path = hub_snapshot(str(path)[3:])
     path = Path(path)
+    if is_megatron(path):
+        return _megatron(path)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise UserError(f"{path}: a folder needs a config.json (a Hugging Face model folder)")
@@ -307,7 +332,7 @@ def import_model(source: str | Path, out: str | Path, overrides: list[str]) -> d
         raise UserError(f"{src.origin} was trained with [MASK] = id {src.mask_id}, tokenizer "
                         f"{tok.name} has it at {tok.mask_id}: pass the model's own tokenizer "
                         f"(data.tokenizer.kind=hf data.tokenizer.name_or_path=<its folder>)")
-    if src.mask_id is not None and vocab > tok.vocab_size:
+    if src.padded_vocab and vocab > tok.vocab_size:
         src.state = drop_padded_rows(src.state, tok.vocab_size, src.origin)
         vocab = tok.vocab_size
     if tok.vocab_size != vocab:

@@ -177,7 +177,7 @@ print(json.dumps({"logits": logits.tolist(),
 '''
 
 
-@pytest.mark.parametrize("fmt", ["gidd", "megadlm"])
+@pytest.mark.parametrize("fmt", ["gidd", "megadlm", "megatron"])
 def test_an_imported_published_run_works_through_the_lab(fmt, tmp_path, tasks):
     """Bits per byte, the format's own sampler, the lm-eval adapter, and a re-export that
     transformers loads in a fresh process with the publisher's logits."""
@@ -192,11 +192,12 @@ def test_an_imported_published_run_works_through_the_lab(fmt, tmp_path, tasks):
     from src.samplers.factory import build_sampler
     from tests.export.test_lm_harness import evaluate as lm_evaluate
 
-    base, layout, forward = FORMATS[fmt]
+    base, layout, forward = FORMATS["gidd" if fmt == "gidd" else "megadlm"]
     state = layout(base, VOCAB)
+    source = megatron_checkpoint(tmp_path / "megatron", base, state) if fmt == "megatron" \
+        else publish(tmp_path / "published", base, state)
     run_dir = tmp_path / "run"
-    import_model(publish(tmp_path / "published", base, state), run_dir,
-                 ["data=shakespeare_byte", "data.seq_len=32"])
+    import_model(source, run_dir, ["data=shakespeare_byte", "data.seq_len=32"])
     metrics = evaluate(compose_config("evaluate", [f"ckpt={run_dir}", "max_batches=1",
                                                    f"paths.log_dir={tmp_path}"]))
     assert metrics["algo"] == ("gidd" if fmt == "gidd" else "mdlm")
@@ -209,7 +210,7 @@ def test_an_imported_published_run_works_through_the_lab(fmt, tmp_path, tasks):
     ids = sampler.sample(run.algo, 2, 16, 4, prompt=prompt, generator=torch.Generator().manual_seed(0))
     assert ids.shape == (2, 16) and (ids[:, :2] == prompt).all()
     assert int(ids.min()) >= 0 and int(ids.max()) < VOCAB
-    if fmt == "megadlm":  # confidence-ordered unmasking fixes every position
+    if fmt != "gidd":  # confidence-ordered unmasking fixes every position
         assert (ids != MASK_ID).all()
 
     results = lm_evaluate(LabLM(ckpt=str(run_dir), mc_samples=2, mc_batch=2, steps=2), tasks,
@@ -232,3 +233,123 @@ def test_an_imported_published_run_works_through_the_lab(fmt, tmp_path, tasks):
         theirs = theirs[..., :MASK_ID]
     ref = forward(state, base, IDS)[..., :theirs.shape[-1]]
     assert close(theirs, ref), float((theirs - ref).abs().max() / ref.abs().max())
+
+
+def megatron_checkpoint(root: Path, config: dict, hf: dict[str, torch.Tensor],
+                        extra: dict | None = None) -> Path:
+    """A Megatron-Core legacy checkpoint holding the weights of `hf` (DiffLM keys), written
+    the way MegaDLMs' megatron_to_hf_te.py reads one (its convert_wqkv / convert_ffn run
+    backwards), with Megatron-like pickled args (an enum of a `megatron` module this
+    machine does not have) and Transformer Engine's BytesIO extra state."""
+    import argparse
+    import enum
+    import io
+    import sys
+    import types
+
+    heads, groups = config["num_attention_heads"], config["num_key_value_heads"]
+    d = config["hidden_size"]
+    hd = d // heads
+    model: dict[str, object] = {"embedding.word_embeddings.weight": hf["model.embed_tokens.weight"],
+                                "decoder.final_layernorm.weight": hf["model.norm.weight"]}
+    if not config["tie_word_embeddings"]:
+        model["output_layer.weight"] = hf["lm_head.weight"]
+    for i in range(config["num_hidden_layers"]):
+        p, m = f"model.layers.{i}.", f"decoder.layers.{i}."
+        q = hf[p + "self_attn.q_proj.weight"].view(groups, heads // groups * hd, d)
+        k = hf[p + "self_attn.k_proj.weight"].view(groups, hd, d)
+        v = hf[p + "self_attn.v_proj.weight"].view(groups, hd, d)
+        model[m + "self_attention.linear_qkv.weight"] = torch.cat([q, k, v], dim=1).reshape(-1, d)
+        model[m + "self_attention.linear_qkv.layer_norm_weight"] = hf[p + "input_layernorm.weight"]
+        model[m + "self_attention.q_layernorm.weight"] = hf[p + "self_attn.q_norm.weight"]
+        model[m + "self_attention.k_layernorm.weight"] = hf[p + "self_attn.k_norm.weight"]
+        model[m + "self_attention.linear_proj.weight"] = hf[p + "self_attn.o_proj.weight"]
+        model[m + "mlp.linear_fc1.weight"] = torch.cat([hf[p + "mlp.gate_proj.weight"],
+                                                        hf[p + "mlp.up_proj.weight"]])
+        model[m + "mlp.linear_fc1.layer_norm_weight"] = hf[p + "post_attention_layernorm.weight"]
+        model[m + "mlp.linear_fc2.weight"] = hf[p + "mlp.down_proj.weight"]
+        model[m + "self_attention.core_attention._extra_state"] = io.BytesIO(b"te-fp8-meta")
+    fake = types.ModuleType("megatron.core.enums")
+
+    class ModelType(enum.Enum):
+        encoder_or_decoder = 1
+
+    ModelType.__module__, ModelType.__qualname__ = "megatron.core.enums", "ModelType"
+    fake.ModelType = ModelType
+    saved = {name: sys.modules.get(name) for name in ("megatron", "megatron.core",
+                                                      "megatron.core.enums")}
+    sys.modules.update({"megatron": types.ModuleType("megatron"),
+                        "megatron.core": types.ModuleType("megatron.core"),
+                        "megatron.core.enums": fake})
+    flags = dict(
+        num_layers=config["num_hidden_layers"], hidden_size=d, num_attention_heads=heads,
+        group_query_attention=groups != heads, num_query_groups=groups,
+        ffn_hidden_size=config["intermediate_size"], seq_length=64,
+        max_position_embeddings=config["max_position_embeddings"],
+        padded_vocab_size=hf["model.embed_tokens.weight"].shape[0], normalization="RMSNorm",
+        norm_epsilon=config["rms_norm_eps"], swiglu=True, qk_layernorm=True,
+        position_embedding_type="rope", rotary_base=int(config["rope_theta"]),
+        rotary_percent=1.0, add_bias_linear=False,
+        untie_embeddings_and_output_weights=not config["tie_word_embeddings"],
+        params_dtype=torch.float32, model_type=ModelType.encoder_or_decoder)
+    args = argparse.Namespace(**{**flags, **(extra or {})})
+    folder = root / "iter_0000020" / "mp_rank_00"
+    folder.mkdir(parents=True)
+    try:
+        torch.save({"args": args, "model": model, "iteration": 20, "checkpoint_version": 3.0},
+                   folder / "model_optim_rng.pt")
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+    (root / "latest_checkpointed_iteration.txt").write_text("20")
+    return root
+
+
+@pytest.mark.parametrize("changes", [{}, {"num_key_value_heads": 4, "tie_word_embeddings": True}])
+def test_megatron_legacy_checkpoint_gives_the_converted_models_logits(changes, tmp_path):
+    config = {**MEGADLM_CONFIG, **changes}
+    hf = megadlm_layout(config, VOCAB)
+    source = megatron_checkpoint(tmp_path / "megatron", config, hf)
+    import_model(source, tmp_path / "run", ["data=shakespeare_byte"])
+    run = load_run(tmp_path / "run")
+    with torch.no_grad():
+        ours, ref = run.algo.backbone(IDS), megadlm_forward(hf, config, IDS)
+    assert close(ours, ref), float((ours - ref).abs().max() / ref.abs().max())
+    assert run.algo.name == "mdlm" and run.cfg.sampler._target_.endswith("LowConfidence")
+    assert "megatron" not in __import__("sys").modules  # nothing the file names was imported
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"add_bias_linear": True}, "biases on linear layers"),
+    ({"swiglu": False}, "erf-GELU"),
+    ({"rotary_interleaved": True}, "interleaved rotary"),
+])
+def test_megatron_settings_the_backbone_cannot_compute_are_refused(extra, message, tmp_path):
+    hf = megadlm_layout(MEGADLM_CONFIG, VOCAB)
+    source = megatron_checkpoint(tmp_path / "megatron", MEGADLM_CONFIG, hf, extra)
+    with pytest.raises(UserError, match=message):
+        import_model(source, tmp_path / "run", ["data=shakespeare_byte"])
+
+
+def test_megatron_file_that_would_run_code_is_refused(tmp_path):
+    import os
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "ran"),))
+
+    folder = tmp_path / "iter_0000001" / "mp_rank_00"
+    folder.mkdir(parents=True)
+    torch.save({"args": Payload(), "model": {}}, folder / "model_optim_rng.pt")
+    (tmp_path / "latest_checkpointed_iteration.txt").write_text("1")
+    with pytest.raises(UserError, match="refused as a Megatron checkpoint"):
+        import_model(tmp_path, tmp_path / "run", ["data=shakespeare_byte"])
+    assert not (tmp_path / "ran").exists()
+    sharded = tmp_path / "tp2"
+    for rank in ("mp_rank_00", "mp_rank_01"):
+        (sharded / rank).mkdir(parents=True)
+    with pytest.raises(UserError, match="2 model-parallel ranks"):
+        import_model(sharded, tmp_path / "run2", ["data=shakespeare_byte"])
