@@ -5,6 +5,7 @@ path the README's layout names exists."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -130,7 +131,8 @@ def test_named_scripts_exist_and_parse(program):
 
 
 def test_model_stats_prints_what_the_readme_shows():
-    (args,) = [a for p, a in COMMANDS if p == "scripts/model_stats.py"]
+    (args,) = [a for p, a in COMMANDS if p == "scripts/model_stats.py"
+               and any(x.startswith("flops_budget=") for x in a)]
     shown = re.search(r'# (\{"params": (\d+), \.\.\., "max_steps": \{"reference": (\d+), '
                       r'"6N": (\d+), "full": (\d+))', README)
     proc = subprocess.run([sys.executable, "scripts/model_stats.py", *args], cwd=ROOT,
@@ -138,6 +140,17 @@ def test_model_stats_prints_what_the_readme_shows():
     assert proc.returncode == 0, proc.stderr
     for number in shown.groups()[1:]:
         assert number in proc.stdout, (number, proc.stdout)
+
+
+def test_published_shape_counts_what_the_readme_says():
+    """`model_stats.py model=gidd_mask_3b vocab_size=131072   # 2.04B non-embedding`."""
+    (args,) = [a for p, a in COMMANDS if p == "scripts/model_stats.py" and "model=gidd_mask_3b" in a]
+    said = float(re.search(r"model=gidd_mask_3b vocab_size=131072 +# ([\d.]+)B non-embedding",
+                           README).group(1))
+    proc = subprocess.run([sys.executable, "scripts/model_stats.py", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert round(json.loads(proc.stdout)["non_embedding_params"] / 1e9, 2) == said
 
 
 def _cheat_sheet_snippets() -> list[list[str]]:
