@@ -21,7 +21,8 @@ class CacheView:
         self.cache = cache
         self.length = int(cache.get_seq_length())  # type: ignore[attr-defined]
 
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.cache.update(k, v, layer)  # type: ignore[attr-defined]
 
     def commit(self) -> None:

@@ -70,7 +70,8 @@ class DLMConfig(PretrainedConfig):
         if self.dit:
             heads = int(self.dit.get("n_heads", 1))
             kv = (self.dit.get("arch") or {}).get("n_kv_heads")
-            self.num_hidden_layers, self.hidden_size = int(self.dit["n_blocks"]), int(self.dit["dim"])
+            self.num_hidden_layers = int(self.dit["n_blocks"])
+            self.hidden_size = int(self.dit["dim"])
             self.num_attention_heads = heads
             self.num_key_value_heads = int(kv) if kv else heads
 

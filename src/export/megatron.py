@@ -65,8 +65,9 @@ def legacy_file(path: Path) -> Path:
         return path / LEGACY_FILE
     ranks = sorted(p for p in path.glob("mp_rank_*") if p.is_dir())
     if len(ranks) != 1:
-        raise UserError(f"{path}: {len(ranks)} model-parallel ranks ({', '.join(p.name for p in ranks[:4])}"
-                        f"): merge them into one with Megatron's tools/checkpoint/convert.py first")
+        names = ", ".join(p.name for p in ranks[:4])
+        raise UserError(f"{path}: {len(ranks)} model-parallel ranks ({names}): merge them into "
+                        f"one with Megatron's tools/checkpoint/convert.py first")
     if not (ranks[0] / LEGACY_FILE).is_file():
         raise UserError(f"{ranks[0]}: no {LEGACY_FILE}")
     return ranks[0] / LEGACY_FILE
@@ -88,8 +89,8 @@ def load_legacy(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         with serialization.safe_globals(stand_ins):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises several types for refused files
-        raise UserError(f"{path}: refused as a Megatron checkpoint ({str(err).splitlines()[-1][:160]})"
-                        ) from None
+        why = str(err).splitlines()[-1][:160]
+        raise UserError(f"{path}: refused as a Megatron checkpoint ({why})") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
         raise UserError(f"{path}: no `model` state dict: not a Megatron legacy checkpoint")
     args = _plain(obj.get("args"))

@@ -20,7 +20,8 @@ class NormFP32(nn.Module):
     w initialised to 0 (GIDD's RMSNorm). RMSNorm: n(x) = x / sqrt(mean(x^2) + eps).
     """
 
-    def __init__(self, dim: int, kind: str = "layernorm", gain: str = "w", eps: float = 1e-5) -> None:
+    def __init__(self, dim: int, kind: str = "layernorm", gain: str = "w",
+                 eps: float = 1e-5) -> None:
         super().__init__()
         self.kind, self.gain, self.eps = kind, gain, float(eps)
         self.weight = nn.Parameter(torch.ones(dim) if gain == "w" else torch.zeros(dim))

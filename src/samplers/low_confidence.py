@@ -70,7 +70,8 @@ class LowConfidence(Sampler):
         device, mask_id = torch.device(algo.device), int(algo.mask_id)
         steps = self.steps if steps is None else int(steps)
         if prompt is not None and (prompt == mask_id).any():
-            raise ValueError("prompt contains [MASK] ids: use infill= to generate inside a template")
+            raise ValueError("prompt contains [MASK] ids: use infill= to generate inside a "
+                             "template")
         if infill is not None:
             x, start = infill.clone(), 0
         else:

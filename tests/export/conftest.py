@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,3 +43,19 @@ def exports(tiny_runs, tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("exports")
     return {name: Path(export(run, root / name)["out"]) for name, run in tiny_runs.items()}
+
+
+#: lm-eval's own process: offline, one thread, quiet transformers.
+LM_EVAL_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+               "TRANSFORMERS_VERBOSITY": "error"}
+
+
+def lm_eval_hf(export: Path, task: str, include: Path, out: Path) -> subprocess.CompletedProcess:
+    """`lm_eval --model hf` on an export (batch 4, fp32, CPU), samples logged under `out`."""
+    return subprocess.run(
+        [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args",
+         f"pretrained={export},trust_remote_code=True,dtype=float32", "--tasks", task,
+         "--include_path", str(include), "--device", "cpu", "--batch_size", "4",
+         "--output_path", str(out), "--log_samples"], cwd=out.parent,
+        env={**os.environ, **LM_EVAL_ENV}, capture_output=True, text=True, timeout=600,
+        check=False)

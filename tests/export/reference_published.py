@@ -109,7 +109,8 @@ def megadlm_forward(state: dict[str, torch.Tensor], config: dict[str, Any],
         h = h + out @ state[p + "self_attn.o_proj.weight"].T
         x = _rms(h, state[p + "post_attention_layernorm.weight"], eps, one_plus=False)
         gate = torch.nn.functional.silu(x @ state[p + "mlp.gate_proj.weight"].T)
-        h = h + (gate * (x @ state[p + "mlp.up_proj.weight"].T)) @ state[p + "mlp.down_proj.weight"].T
+        up = x @ state[p + "mlp.up_proj.weight"].T
+        h = h + (gate * up) @ state[p + "mlp.down_proj.weight"].T
     h = _rms(h, state["model.norm.weight"], eps, one_plus=False)
     head = state["model.embed_tokens.weight"] if config["tie_word_embeddings"] else \
         state["lm_head.weight"]

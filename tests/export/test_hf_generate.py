@@ -5,9 +5,6 @@ adapter's continuations."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -16,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokeniz
 
 from src.checkpoints import load_run
 from src.samplers.ar import ARSampler
+from tests.export.conftest import lm_eval_hf
 
 TEXTS = ["ROMEO:", "To be, or not to be", "O"]
 
@@ -101,17 +99,10 @@ def gen_task(tmp_path_factory):
 
 def test_lm_eval_hf_generate_until_matches_our_adapter(exports, tiny_runs, gen_task, tmp_path):
     pytest.importorskip("accelerate")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "OMP_NUM_THREADS": "1", "TRANSFORMERS_VERBOSITY": "error"}
-    hf = subprocess.run(
-        [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args",
-         f"pretrained={exports['ar']},trust_remote_code=True,dtype=float32", "--tasks",
-         "continue_play", "--include_path", str(gen_task), "--device", "cpu", "--batch_size",
-         "4", "--output_path", str(tmp_path / "hf"), "--log_samples"], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=600, check=False)
+    hf = lm_eval_hf(exports["ar"], "continue_play", gen_task, tmp_path / "hf")
     assert hf.returncode == 0, hf.stderr[-3000:]
-    logged = [json.loads(line) for line in
-              next((tmp_path / "hf").rglob("samples_continue_play_*.jsonl")).read_text().splitlines()]
+    samples = next((tmp_path / "hf").rglob("samples_continue_play_*.jsonl"))
+    logged = [json.loads(line) for line in samples.read_text().splitlines()]
     assert len(logged) == 6
     from src.eval.harness import LabLM
 

@@ -16,6 +16,7 @@ from src.checkpoints import load_run
 from src.data.embedded import load_shakespeare
 from src.eval.harness import LabLM
 from tests.conftest import ROOT
+from tests.export.conftest import LM_EVAL_ENV, lm_eval_hf
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +47,8 @@ def short_task(tmp_path_factory):
 def test_lm_eval_hf_scores_an_ar_export_like_our_adapter(exports, tiny_runs, short_task,
                                                          tmp_path):
     pytest.importorskip("accelerate")  # what lm-eval's hf model needs (requirements.txt)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "OMP_NUM_THREADS": "1", "TRANSFORMERS_VERBOSITY": "error"}
-    hf = subprocess.run(
-        [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args",
-         f"pretrained={exports['ar']},trust_remote_code=True,dtype=float32", "--tasks",
-         "next_bytes", "--include_path", str(short_task), "--device", "cpu", "--batch_size",
-         "4", "--output_path", str(tmp_path / "hf"), "--log_samples"], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=600, check=False)
+    env = {**os.environ, **LM_EVAL_ENV}
+    hf = lm_eval_hf(exports["ar"], "next_bytes", short_task, tmp_path / "hf")
     assert hf.returncode == 0, hf.stderr[-3000:]
     theirs = json.loads(next((tmp_path / "hf").rglob("results_*.json")).read_text())
     ours_out = tmp_path / "ours.json"

@@ -147,7 +147,8 @@ def test_settings_the_backbone_cannot_compute_are_refused(fmt, changes, message,
 
 
 def test_unknown_weight_is_named(tmp_path):
-    state = {**megadlm_layout(MEGADLM_CONFIG, VOCAB), "model.layers.0.mlp.experts.0.w": torch.ones(2)}
+    state = {**megadlm_layout(MEGADLM_CONFIG, VOCAB),
+             "model.layers.0.mlp.experts.0.w": torch.ones(2)}
     folder = publish(tmp_path / "published", MEGADLM_CONFIG, state)
     with pytest.raises(UserError, match=r"unexpected weight 'model.layers.0.mlp.experts.0.w'"):
         import_model(folder, tmp_path / "run", ["data=shakespeare_byte"])
@@ -178,7 +179,7 @@ print(json.dumps({"logits": logits.tolist(),
 
 
 @pytest.mark.parametrize("fmt", ["gidd", "megadlm", "megatron"])
-def test_an_imported_published_run_works_through_the_lab(fmt, tmp_path, tasks):
+def test_an_imported_published_run_works_through_the_lab(fmt, tmp_path, tasks):  # noqa: F811
     """Bits per byte, the format's own sampler, the lm-eval adapter, and a re-export that
     transformers loads in a fresh process with the publisher's logits."""
     import os
@@ -207,7 +208,8 @@ def test_an_imported_published_run_works_through_the_lab(fmt, tmp_path, tasks):
     sampler = build_sampler(run.cfg.sampler, steps=4)
     assert type(sampler).__name__ == ("GIDDAdaptive" if fmt == "gidd" else "LowConfidence")
     prompt = torch.tensor([72, 105])
-    ids = sampler.sample(run.algo, 2, 16, 4, prompt=prompt, generator=torch.Generator().manual_seed(0))
+    ids = sampler.sample(run.algo, 2, 16, 4, prompt=prompt,
+                         generator=torch.Generator().manual_seed(0))
     assert ids.shape == (2, 16) and (ids[:, :2] == prompt).all()
     assert int(ids.min()) >= 0 and int(ids.max()) < VOCAB
     if fmt != "gidd":  # confidence-ordered unmasking fixes every position
