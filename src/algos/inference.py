@@ -90,9 +90,14 @@ class Denoiser:
 
 
 class ARDenoiser(Denoiser):
-    def causal_logits(self, x: torch.Tensor, kv_cache: Any = None) -> torch.Tensor:
-        """(B, l) -> (B, l, V) float32 next-token logits, [MASK] never predicted."""
-        return without_mask(self.backbone(x, None, causal=True, kv_cache=kv_cache), self.mask_id)
+    def causal_logits(self, x: torch.Tensor, kv_cache: Any = None, *,
+                      positions: torch.Tensor | None = None,
+                      attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, l) -> (B, l, V) float32 next-token logits, [MASK] never predicted; `positions`
+        and `attn_mask` as the backbone takes them (a left-padded batch, src/export)."""
+        logits = self.backbone(x, None, causal=True, kv_cache=kv_cache, positions=positions,
+                               attn_mask=attn_mask)
+        return without_mask(logits, self.mask_id)
 
 
 class MDLMDenoiser(Denoiser):

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from src.models.attention import causal_allowed
+
 
 class CacheView:
     """The backbone's KV-cache interface over a transformers `Cache` (keys and values are
@@ -42,8 +44,7 @@ def causal_padding_mask(attention_mask: torch.Tensor, n_queries: int) -> torch.T
     the last Lq of the Lk keys) and key j is not padding. A padding query that would see no
     key sees its row's keys instead (no empty softmax, so no NaN that could reach the real
     tokens through a 0 x NaN product; its own output is never read)."""
-    n_keys = attention_mask.shape[-1]
-    causal = torch.ones(n_queries, n_keys, dtype=torch.bool, device=attention_mask.device)
-    allowed = causal.tril(n_keys - n_queries)[None, None] & attention_mask.bool()[:, None, None, :]
+    causal = causal_allowed(n_queries, attention_mask.shape[-1], attention_mask.device)
+    allowed = causal[None, None] & attention_mask.bool()[:, None, None, :]
     empty = ~allowed.any(dim=-1, keepdim=True)
     return allowed | empty

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache, GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast, MaskedLMOutput
 
-from src.algos.inference import Denoiser, build_denoiser, log_alpha_sigma, without_mask
+from src.algos.inference import Denoiser, build_denoiser, log_alpha_sigma
 from src.export.hf_generation import CacheView, causal_padding_mask, padded_positions
 from src.models.dit import DiT
 from src.samplers.ancestral import MDLMAncestral
@@ -190,11 +190,10 @@ class DLMForCausalLM(DLMPreTrainedModel, GenerationMixin):
                 else torch.arange(past, past + length, device=input_ids.device).expand(b, -1)
         mask = None if attention_mask is None else causal_padding_mask(attention_mask, length)
         cache = CacheView(past_key_values) if past_key_values is not None else None
-        logits = self.backbone(input_ids, None, causal=mask is None, positions=position_ids,
-                               attn_mask=mask, kv_cache=cache)
         # The run's own next-token distribution: [MASK] (never a target) gets -inf, as in
         # training and in our lm-eval adapter; raw logits would spread mass onto it.
-        logits = without_mask(logits, self.config.algo["mask_id"])
+        logits = self.denoiser.causal_logits(input_ids, cache, positions=position_ids,
+                                             attn_mask=mask)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),

@@ -17,13 +17,13 @@ tools/checkpoint/convert.py); the distributed `torch_dist` format is refused by 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import serialization
 
+from src.export.published import Rules, refuse_unless, rename, require
 from src.runs.file_config import file_overrides
 from src.utils.cli import UserError
 
@@ -100,34 +100,24 @@ def load_legacy(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     return args, state
 
 
-def _need(args: dict[str, Any], where: str, *keys: str) -> None:
-    missing = [k for k in keys if args.get(k) is None]
-    if missing:
-        raise UserError(f"{where}: its args lack {', '.join(missing)}: not a GPT run's checkpoint")
-
-
-def _refuse_unless(ok: bool, where: str, what: str) -> None:
-    if not ok:
-        raise UserError(f"{where}: {what}: this backbone cannot compute that network")
-
-
 def megatron_settings(args: dict[str, Any], where: str) -> list[str]:
     """model / model.arch overrides of a Megatron GPT run's args (masked diffusion algo)."""
-    _need(args, where, "num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size")
+    require(args, where, ("num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size"),
+            "not a GPT run's checkpoint (its args lack them)")
     d, h = int(args["hidden_size"]), int(args["num_attention_heads"])
-    _refuse_unless(int(args.get("kv_channels") or d // h) * h == d, where,
+    refuse_unless(int(args.get("kv_channels") or d // h) * h == d, where,
                    f"kv_channels {args.get('kv_channels')} x {h} heads != hidden_size {d}")
-    _refuse_unless(args.get("position_embedding_type", "rope") == "rope", where,
+    refuse_unless(args.get("position_embedding_type", "rope") == "rope", where,
                    f"position_embedding_type={args.get('position_embedding_type')}")
-    _refuse_unless(float(args.get("rotary_percent", 1.0)) == 1.0, where, "rotary_percent < 1")
-    _refuse_unless(not args.get("rotary_interleaved", False), where, "interleaved rotary")
-    _refuse_unless(not args.get("use_rope_scaling", False), where, "RoPE scaling")
-    _refuse_unless(not args.get("add_bias_linear", False), where, "biases on linear layers")
-    _refuse_unless(not args.get("add_qkv_bias", False), where, "a QKV bias")
+    refuse_unless(float(args.get("rotary_percent", 1.0)) == 1.0, where, "rotary_percent < 1")
+    refuse_unless(not args.get("rotary_interleaved", False), where, "interleaved rotary")
+    refuse_unless(not args.get("use_rope_scaling", False), where, "RoPE scaling")
+    refuse_unless(not args.get("add_bias_linear", False), where, "biases on linear layers")
+    refuse_unless(not args.get("add_qkv_bias", False), where, "a QKV bias")
     norm = str(args.get("normalization", "LayerNorm"))
-    _refuse_unless(norm == "RMSNorm", where, f"normalization={norm} (a LayerNorm with a bias)")
+    refuse_unless(norm == "RMSNorm", where, f"normalization={norm} (a LayerNorm with a bias)")
     swiglu, relu2 = bool(args.get("swiglu", False)), bool(args.get("squared_relu", False))
-    _refuse_unless(swiglu or relu2, where, "an erf-GELU MLP (this backbone's GELU is tanh)")
+    refuse_unless(swiglu or relu2, where, "an erf-GELU MLP (this backbone's GELU is tanh)")
     tied = not bool(args.get("untie_embeddings_and_output_weights", False))
     arch = {
         "norm": "rmsnorm", "norm_gain": "one_plus_w" if args.get("apply_layernorm_1p") else "w",
@@ -146,22 +136,29 @@ def megatron_settings(args: dict[str, Any], where: str) -> list[str]:
 
 
 LAYER = r"decoder\.layers\.(\d+)\."
-RULES: list[tuple[str, str | None]] = [
-    (r"embedding\.word_embeddings\.weight", "embed"),
-    (LAYER + r"self_attention\.linear_qkv\.weight", "blocks.{0}.qkv_grouped"),
-    (LAYER + r"self_attention\.linear_qkv\.layer_norm_weight", "blocks.{0}.norm1.weight"),
-    (LAYER + r"input_layernorm\.weight", "blocks.{0}.norm1.weight"),
-    (LAYER + r"self_attention\.q_layernorm\.weight", "blocks.{0}.q_norm.weight"),
-    (LAYER + r"self_attention\.k_layernorm\.weight", "blocks.{0}.k_norm.weight"),
-    (LAYER + r"self_attention\.linear_proj\.weight", "blocks.{0}.attn_out.weight"),
-    (LAYER + r"mlp\.linear_fc1\.layer_norm_weight", "blocks.{0}.norm2.weight"),
-    (LAYER + r"pre_mlp_layernorm\.weight", "blocks.{0}.norm2.weight"),
-    (LAYER + r"mlp\.linear_fc1\.weight", "blocks.{0}.mlp.0.weight"),  # [gate, up]
-    (LAYER + r"mlp\.linear_fc2\.weight", "blocks.{0}.mlp.2.weight"),
-    (r"decoder\.final_layernorm\.weight", "final.norm.weight"),
-    (r"output_layer\.weight", "final.linear.weight"),
-    (r".*rotary_pos_emb\.inv_freq", None),
-]
+
+
+def megatron_rules(tied: bool) -> Rules:
+    """Megatron-Core key -> this backbone's (TE fuses each pre-norm into the next linear;
+    the local spec names it on its own). A tied readout is the embedding."""
+    block: list[tuple[str, str]] = [
+        (r"self_attention\.linear_qkv\.weight", "qkv_grouped"),
+        (r"self_attention\.linear_qkv\.layer_norm_weight", "norm1.weight"),
+        (r"input_layernorm\.weight", "norm1.weight"),
+        (r"self_attention\.q_layernorm\.weight", "q_norm.weight"),
+        (r"self_attention\.k_layernorm\.weight", "k_norm.weight"),
+        (r"self_attention\.linear_proj\.weight", "attn_out.weight"),
+        (r"mlp\.linear_fc1\.layer_norm_weight", "norm2.weight"),
+        (r"pre_mlp_layernorm\.weight", "norm2.weight"),
+        (r"mlp\.linear_fc1\.weight", "mlp.0.weight"),  # [gate, up]
+        (r"mlp\.linear_fc2\.weight", "mlp.2.weight"),
+    ]
+    return [(r"embedding\.word_embeddings\.weight", lambda: "embed"),
+            *((LAYER + pattern, lambda n, ours=ours: f"blocks.{n}.{ours}")
+              for pattern, ours in block),
+            (r"decoder\.final_layernorm\.weight", lambda: "final.norm.weight"),
+            (r"output_layer\.weight", None if tied else (lambda: "final.linear.weight")),
+            (r".*rotary_pos_emb\.inv_freq", None)]
 
 
 def ungroup_qkv(weight: torch.Tensor, heads: int, groups: int) -> torch.Tensor:
@@ -180,16 +177,9 @@ def megatron_state(model: dict[str, torch.Tensor], args: dict[str, Any], where: 
     heads = int(args["num_attention_heads"])
     groups = int(args["num_query_groups"]) if args.get("group_query_attention") else heads
     tied = not bool(args.get("untie_embeddings_and_output_weights", False))
-    out: dict[str, torch.Tensor] = {}
-    for key, value in model.items():
-        key = key.removeprefix("module.").removeprefix("language_model.")
-        for pattern, template in RULES:
-            if (m := re.fullmatch(pattern, key)) is not None:
-                if template is not None and not (tied and template == "final.linear.weight"):
-                    out[template.format(*m.groups())] = value
-                break
-        else:
-            raise UserError(f"{where}: unexpected weight {key!r}: not a Megatron-Core GPT layout")
+    unwrapped = {k.removeprefix("module.").removeprefix("language_model."): v
+                 for k, v in model.items()}
+    out = rename(unwrapped, megatron_rules(tied), where, "a Megatron-Core GPT layout")
     for key in [k for k in out if k.endswith(".qkv_grouped")]:
         out[key.replace("qkv_grouped", "qkv.weight")] = ungroup_qkv(out.pop(key), heads, groups)
     return out

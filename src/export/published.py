@@ -38,21 +38,26 @@ def is_megadlm(config: dict[str, Any]) -> bool:
         (config.get("auto_map") or {}).get("AutoConfig", "")).startswith("configuration_dlm.")
 
 
-def _need(config: dict[str, Any], where: str, *keys: str) -> None:
-    missing = [k for k in keys if k not in config]
+def require(values: dict[str, Any], where: str, keys: tuple[str, ...], what: str) -> None:
+    """Refuse a config (or a run's args) without these settings; `what` says what it is not."""
+    missing = [k for k in keys if values.get(k) is None]
     if missing:
-        raise UserError(f"{where}: no {', '.join(missing)}: not a complete model config")
+        raise UserError(f"{where}: no {', '.join(missing)}: {what}")
 
 
-def _refuse_unless(ok: bool, where: str, what: str) -> None:
+def refuse_unless(ok: bool, where: str, what: str) -> None:
     if not ok:
         raise UserError(f"{where}: {what}: this backbone cannot compute that network "
                         f"(see src/models/arch.py for the options it has)")
 
 
-def _rename(state: dict[str, torch.Tensor], rules: list[tuple[str, Callable[..., str] | None]],
-            where: str) -> dict[str, torch.Tensor]:  # (regex, builder) pairs
-    """Apply (regex, new-key builder or None = drop) rules; an unmatched key is an error."""
+Rules = list[tuple[str, Callable[..., str] | None]]
+
+
+def rename(state: dict[str, torch.Tensor], rules: Rules, where: str,
+           layout: str = "this format's layout") -> dict[str, torch.Tensor]:
+    """Apply (regex, new-key builder of its groups or None = drop) rules; an unmatched key is
+    an error naming `layout`."""
     out = {}
     for key, value in state.items():
         for pattern, build in rules:
@@ -61,7 +66,7 @@ def _rename(state: dict[str, torch.Tensor], rules: list[tuple[str, Callable[...,
                     out[build(*m.groups())] = value
                 break
         else:
-            raise UserError(f"{where}: unexpected weight {key!r}: not this format's layout")
+            raise UserError(f"{where}: unexpected weight {key!r}: not {layout}")
     return out
 
 
@@ -81,7 +86,6 @@ def _blocks(state: dict[str, torch.Tensor]) -> int:
 
 
 LAYER = r"model\.layers\.(\d+)\."
-Rules = list[tuple[str, Callable[..., str] | None]]
 #: Keys both publishers name alike (HF Llama-style attention and embeddings).
 SHARED_RULES: Rules = [
     (r"model\.embed_tokens\.weight", lambda: "embed"),
@@ -105,20 +109,21 @@ def gidd_state(raw: dict[str, torch.Tensor], where: str) -> dict[str, torch.Tens
         (r"lm_head\.weight", lambda: "final.linear.weight"),
         (r"model\.frequencies", None),  # RoPE table, recomputed from rope_theta
     ]
-    state = _rename(raw, rules, where)
+    state = rename(raw, rules, where)
     _stack(state, ("q_proj", "k_proj", "v_proj"), "qkv.weight", _blocks(state), where)
     return state
 
 
 def gidd_settings(config: dict[str, Any], where: str) -> tuple[list[str], int]:
     """(overrides, mask id) of a GiddConfig: model shape, arch options, the GIDD algo."""
-    _need(config, where, "hidden_size", "num_hidden_layers", "num_attention_heads")
+    require(config, where, ("hidden_size", "num_hidden_layers", "num_attention_heads"),
+            "not a complete model config")
     d, n, h = (int(config[k]) for k in ("hidden_size", "num_hidden_layers",
                                         "num_attention_heads"))
-    _refuse_unless(int(config.get("head_dim") or d // h) * h == d, where,
+    refuse_unless(int(config.get("head_dim") or d // h) * h == d, where,
                    f"head_dim {config.get('head_dim')} x {h} heads != hidden_size {d}")
-    _refuse_unless(not config.get("rope_scaling"), where, "rope_scaling is set")
-    _refuse_unless(not config.get("is_causal", False), where,
+    refuse_unless(not config.get("rope_scaling"), where, "rope_scaling is set")
+    refuse_unless(not config.get("is_causal", False), where,
                    "is_causal=true (an autoregressive GIDD)")
     tied = bool(config.get("tie_word_embeddings", False))
     scaling = config.get("weight_scaling", "fan_in")
@@ -139,7 +144,7 @@ def gidd_settings(config: dict[str, Any], where: str) -> tuple[list[str], int]:
         "tie_embeddings": tied,
     }
     lo, hi = float(config.get("min_log_snr", -9.0)), float(config.get("max_log_snr", 9.0))
-    _refuse_unless(lo == -hi, where, f"log-SNR range [{lo}, {hi}] is not symmetric")
+    refuse_unless(lo == -hi, where, f"log-SNR range [{lo}, {hi}] is not symmetric")
     overrides = ["algo=gidd", "algo.time_conditioning=false", "sampler=gidd_adaptive",
                  *file_overrides(where, "model", {"n_heads": h, "max_seq_len": int(
                      config.get("max_position_embeddings", 1024))}),
@@ -164,7 +169,7 @@ def megadlm_state(raw: dict[str, torch.Tensor], where: str, tied: bool
         (r"lm_head\.weight", None if tied else (lambda: "final.linear.weight")),
         (layer + r"self_attn\.rotary_emb\.inv_freq", None),  # recomputed from rope_theta
     ]
-    state = _rename(raw, rules, where)
+    state = rename(raw, rules, where)
     n = _blocks(state)
     _stack(state, ("q_proj", "k_proj", "v_proj"), "qkv.weight", n, where)
     _stack(state, ("gate", "up"), "mlp.0.weight", n, where)  # SwiGLU halves [gate, up]
@@ -173,16 +178,16 @@ def megadlm_state(raw: dict[str, torch.Tensor], where: str, tied: bool
 
 def megadlm_settings(config: dict[str, Any], where: str) -> tuple[list[str], int]:
     """(overrides, mask id) of a DLMConfig: model shape, arch options, masked diffusion."""
-    _need(config, where, "hidden_size", "num_hidden_layers", "num_attention_heads",
-          "intermediate_size", "mask_token_id")
+    require(config, where, ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                            "intermediate_size", "mask_token_id"), "not a complete model config")
     d, h = int(config["hidden_size"]), int(config["num_attention_heads"])
-    _refuse_unless(int(config.get("head_dim") or d // h) * h == d, where,
+    refuse_unless(int(config.get("head_dim") or d // h) * h == d, where,
                    f"head_dim {config.get('head_dim')} x {h} heads != hidden_size {d}")
-    _refuse_unless(config.get("hidden_act", "silu") == "silu", where,
+    refuse_unless(config.get("hidden_act", "silu") == "silu", where,
                    f"hidden_act={config.get('hidden_act')} (SwiGLU needs silu)")
-    _refuse_unless(not config.get("rope_scaling"), where, "rope_scaling is set")
-    _refuse_unless(not config.get("use_sliding_window", False), where, "sliding-window attention")
-    _refuse_unless(config.get("attn_mask_type", "bidirectional") == "bidirectional", where,
+    refuse_unless(not config.get("rope_scaling"), where, "rope_scaling is set")
+    refuse_unless(not config.get("use_sliding_window", False), where, "sliding-window attention")
+    refuse_unless(config.get("attn_mask_type", "bidirectional") == "bidirectional", where,
                    f"attn_mask_type={config.get('attn_mask_type')} (an autoregressive model)")
     arch = {
         "norm": "rmsnorm", "norm_gain": "w", "norm_eps": float(config.get("rms_norm_eps", 1e-6)),

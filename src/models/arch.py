@@ -113,6 +113,16 @@ class Arch:
             raise ValueError(f"model.arch.n_kv_heads={kv} must divide model.n_heads={n_heads}")
         return kv
 
+    def kv_width(self, dim: int, n_heads: int | None) -> int:
+        """Rows of the key (or value) projection: key/value heads x head dim. The shape
+        helpers of src/models/flops.py may leave out `n_heads` only for the DiT's defaults
+        (then it is `dim`)."""
+        if n_heads is None:
+            if not self.is_default:
+                raise ValueError("counting a backbone with model.arch options needs n_heads")
+            return dim
+        return self.kv_heads(n_heads) * (dim // n_heads)
+
     def scale_of(self, in_features: int, out_features: int) -> float:
         """The output multiplier of a block linear of that shape."""
         if self.linear_scale == "fan_in":

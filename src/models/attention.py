@@ -52,6 +52,12 @@ def resolve_backend(requested: str, device_type: str) -> str:
     return _chosen[key]
 
 
+def causal_allowed(n_queries: int, n_keys: int, device: torch.device | str) -> torch.Tensor:
+    """(Lq, Lk) bool, True = attend: the queries are the last Lq of the Lk keys (KV-cache
+    decoding), each sees the keys up to its own position (a bottom-right-aligned triangle)."""
+    return torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).tril(n_keys - n_queries)
+
+
 def _math_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, mask: torch.Tensor | None,
     scale: float | None = None, softcap: float | None = None,
@@ -61,9 +67,7 @@ def _math_attention(
     if softcap is not None:  # Gemma 2 / GIDD: cap * tanh(s / cap) bounds every logit by cap
         scores = softcap * torch.tanh(scores / softcap)
     if causal:
-        lq, lk = q.shape[-2], k.shape[-2]
-        # Queries are the last lq positions of the lk keys (KV-cache decoding).
-        allowed = torch.ones(lq, lk, dtype=torch.bool, device=q.device).tril(lk - lq)
+        allowed = causal_allowed(q.shape[-2], k.shape[-2], q.device)
         scores = scores.masked_fill(~allowed, float("-inf"))
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
@@ -112,7 +116,7 @@ def attention(
     lq, lk = q.shape[-2], k.shape[-2]
     if causal and (lq != lk or mask is not None):
         # SDPA's is_causal is top-left aligned; build the bottom-right mask explicitly.
-        allowed = torch.ones(lq, lk, dtype=torch.bool, device=q.device).tril(lk - lq)
+        allowed = causal_allowed(lq, lk, q.device)
         mask = allowed if mask is None else mask & allowed
         causal = False
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale)

@@ -66,13 +66,11 @@ def mlp_matmuls(*, dim: int, n_blocks: int, moe: Mapping[str, Any] | None = None
     return dense * (n_blocks - n_moe + top_k * n_moe) + dim * experts * n_moe
 
 
-def attention_matmuls(*, dim: int, n_heads: int, arch: Mapping[str, Any] | Arch | None = None
-                      ) -> int:
+def attention_matmuls(*, dim: int, n_heads: int | None,
+                      arch: Mapping[str, Any] | Arch | None = None) -> int:
     """Multiply-adds per token and block of the attention projections: q and out d^2 each, k
     and v d * (n_kv_heads / n_heads) d each (4 d^2 with full multi-head attention)."""
-    a = Arch.build(arch)
-    kv_width = a.kv_heads(n_heads) * (dim // n_heads)
-    return 2 * dim * dim + 2 * dim * kv_width
+    return 2 * dim * dim + 2 * dim * Arch.build(arch).kv_width(dim, n_heads)
 
 
 def score_keys(seq_len: int, arch: Mapping[str, Any] | Arch | None = None) -> int:
@@ -95,15 +93,12 @@ def param_counts(
     """
     d, c, a = dim, cond_dim, Arch.build(arch)
     n_moe, experts, top_k = moe_blocks(n_blocks, moe)
-    if not a.is_default and n_heads is None:
-        raise ValueError("param_counts with model.arch options needs n_heads")
-    head_dim = d // n_heads if n_heads else 0
-    kv_width = a.kv_heads(n_heads) * head_dim if n_heads else d
+    kv_width = a.kv_width(d, n_heads)
     ffn = mlp_matmuls(dim=d, n_blocks=1, arch=a) + (  # MLP weights and biases
         a.mlp_in_width(d) + d if a.mlp_bias else 0)
-    block = (attention_matmuls(dim=d, n_heads=n_heads, arch=a) if n_heads else 4 * d * d) \
-        + ffn + 2 * d  # qkv, out, MLP; 2 norms
-    block += {"none": 0, "head": 2 * head_dim, "all": d + kv_width}[a.qk_norm]
+    block = attention_matmuls(dim=d, n_heads=n_heads, arch=a) + ffn + 2 * d  # qkv, out, MLP; norms
+    if a.qk_norm != "none":  # per head: two head-dim weights; over all heads: q and k widths
+        block += 2 * (d // n_heads) if a.qk_norm == "head" else d + kv_width
     block += 2 * kv_width if a.kv_slots else 0
     final = d  # final norm weight
     cond = 0
@@ -145,10 +140,8 @@ def model_forward_flops(
         FLOPs, attention over the full seq_len x seq_len square (see module docstring).
     """
     a = Arch.build(arch)
-    if not a.is_default and n_heads is None:
-        raise ValueError("model_forward_flops with model.arch options needs n_heads")
-    projections = attention_matmuls(dim=dim, n_heads=n_heads, arch=a) if n_heads else 4 * dim * dim
-    per_token = n_blocks * projections + mlp_matmuls(dim=dim, n_blocks=n_blocks, moe=moe, arch=a) \
+    per_token = n_blocks * attention_matmuls(dim=dim, n_heads=n_heads, arch=a) \
+        + mlp_matmuls(dim=dim, n_blocks=n_blocks, moe=moe, arch=a) \
         + dim * vocab_size  # the readout is a matmul, tied or not
     per_sequence = 0
     if adaln:

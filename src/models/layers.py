@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from src.models.arch import Arch
-from src.models.attention import attention
+from src.models.attention import attention, causal_allowed
 from src.models.kv_cache import KVCache
 
 
@@ -147,7 +147,7 @@ class DiTBlock(nn.Module):
             raise ValueError(f"dim {dim} must split into {n_heads} heads of even size")
         self.n_heads, self.head_dim = n_heads, dim // n_heads
         self.n_kv_heads = arch.kv_heads(n_heads)
-        kv_width = self.n_kv_heads * self.head_dim
+        self.kv_width = kv_width = arch.kv_width(dim, n_heads)
         # CompleteP's 1/m_L on every residual branch (parameterization.py) x GIDD's branch scale;
         # muP's attention scale.
         self.residual_scale = residual_scale * arch.branch_scale
@@ -203,8 +203,8 @@ class DiTBlock(nn.Module):
             h = modulate(self.norm1(x), shift1, scale1)
         else:
             h = self.norm1(x)
-        kv_width = self.n_kv_heads * self.head_dim
-        q, k, v = scaled(self.qkv, h, self.scales[0]).split([dim, kv_width, kv_width], dim=-1)
+        q, k, v = scaled(self.qkv, h, self.scales[0]).split(
+            [dim, self.kv_width, self.kv_width], dim=-1)
         if self.qk_norm == "all":
             q, k = self.q_norm(q), self.k_norm(k)
         q = q.view(b, length, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, L, Dh)
@@ -238,9 +238,8 @@ class DiTBlock(nn.Module):
         b, lk = k.shape[0], k.shape[-2]
         k = torch.cat([self.k_slot.to(k.dtype)[None, :, None].expand(b, -1, 1, -1), k], dim=2)
         v = torch.cat([self.v_slot.to(v.dtype)[None, :, None].expand(b, -1, 1, -1), v], dim=2)
-        allowed = torch.ones(n_queries, lk, dtype=torch.bool, device=k.device)
-        if causal:
-            allowed = allowed.tril(lk - n_queries)
+        allowed = causal_allowed(n_queries, lk, k.device) if causal else torch.ones(
+            n_queries, lk, dtype=torch.bool, device=k.device)
         if mask is not None:
             allowed = allowed & mask
         slot = torch.ones(*allowed.shape[:-1], 1, dtype=torch.bool, device=k.device)
